@@ -1,0 +1,77 @@
+"""conduit-async: the asyncio SDK for the Conduit v2 and Link APIs."""
+
+from ._retry import RetryPolicy
+from .client import Conduit
+from .errors import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ClientClosedError,
+    ConduitError,
+    ConduitTimeoutError,
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseFormatError,
+    ServerError,
+    TransportError,
+    ValidationError,
+)
+from .models import (
+    Account,
+    ApiToken,
+    ClonedDashboard,
+    Company,
+    Credential,
+    Dashboard,
+    DataLakeFile,
+    Integration,
+    LinkPage,
+    Workspace,
+)
+from .resources.companies import CompanyView
+from .resources.workspaces import WorkspaceView
+from .tokens import InMemoryTokenStore, TokenBroker, TokenLease, TokenStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIStatusError",
+    "Account",
+    "ApiToken",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ClonedDashboard",
+    "Company",
+    "CompanyView",
+    "Conduit",
+    "ConduitError",
+    "ConduitTimeoutError",
+    "ConfigurationError",
+    "ConflictError",
+    "Credential",
+    "Dashboard",
+    "DataLakeFile",
+    "InMemoryTokenStore",
+    "Integration",
+    "LinkPage",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseFormatError",
+    "RetryPolicy",
+    "ServerError",
+    "TokenBroker",
+    "TokenLease",
+    "TokenStore",
+    "TransportError",
+    "ValidationError",
+    "Workspace",
+    "WorkspaceView",
+    "__version__",
+]

@@ -1,0 +1,265 @@
+"""Typed models of what the Conduit APIs return, and the one converter for them.
+
+Every model is a frozen attrs class. Responses are structured by `converter`
+alone; `parse` turns any structuring failure into a `ResponseFormatError`
+naming the endpoint and the field, so callers never see a bare cattrs,
+`KeyError` or `TypeError`. Unknown response fields are ignored: the server may
+add fields at any time. Token fields are left out of `repr()` (and so `str()`).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from .errors import ResponseFormatError
+
+__all__ = [
+    "Account",
+    "ApiToken",
+    "ClonedDashboard",
+    "Company",
+    "Credential",
+    "Dashboard",
+    "DataLakeFile",
+    "Integration",
+    "LinkPage",
+    "Workspace",
+    "converter",
+    "parse",
+]
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Workspace:
+    """A sub-workspace. `token` authorizes calls on data inside it (its dashboards)."""
+
+    id: int
+    name: str
+    ext_id: str | None = None
+    token: str = attrs.field(default="", repr=False)
+
+
+@attrs.frozen
+class Dashboard:
+    id: int
+    name: str
+
+
+@attrs.frozen
+class ClonedDashboard:
+    """A dashboard cloned into a sub-workspace; `url` is where it can be viewed."""
+
+    id: int
+    name: str
+    url: str
+
+
+@attrs.frozen
+class LinkPage:
+    """The Company Page where a company's user picks data sources; `url` is None when disabled."""
+
+    url: str | None
+    enabled: bool
+
+
+@attrs.frozen
+class ApiToken:
+    """A company token as the server issued it. `expires_at` is the server's word,
+    in the server's clock: the token broker, not this class, decides when to stop using it."""
+
+    token: str = attrs.field(repr=False)
+    expires_at: datetime
+
+
+@attrs.frozen
+class Company:
+    """A company (a sub-client) of a Link APP."""
+
+    id: str
+    name: str | None
+    created_at: datetime
+    link_page: LinkPage
+    api_token: ApiToken
+
+
+@attrs.frozen
+class Account:
+    id: str
+    name: str | None = None
+    native_id: str | None = None
+
+
+@attrs.frozen
+class Credential:
+    """One connected data source of a company (a login at an integration)."""
+
+    id: str
+    name: str | None = None
+    created_at: datetime | None = None
+    accounts: list[Account] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class Integration:
+    """A data source type (Google Ads, ...) and the company's credentials for it."""
+
+    id: str
+    name: str
+    credentials: list[Credential] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class DataLakeFile:
+    """One day of extracted data; `url` downloads it as CSV."""
+
+    date: date
+    url: str | None
+    service_status: str | None = None
+    data_status: str | None = None
+    data_updated_at: datetime | None = None
+
+
+def _strict(kind: type[Any], *, allow: tuple[type, ...] = ()) -> Any:
+    """A structure hook that checks the JSON type instead of coercing.
+
+    cattrs' defaults call `int(value)` and `str(value)`, which would quietly
+    accept `"12"` for an id or `12` for a name; a wrong type from the server is
+    a format error worth reporting.
+    """
+    accepted = (kind, *allow)
+
+    def hook(value: Any, _: type) -> Any:
+        if isinstance(value, bool) and kind is not bool:
+            raise TypeError(f"expected {kind.__name__}, got bool")
+        if not isinstance(value, accepted):
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return kind(value) if kind is float else value
+
+    return hook
+
+
+def _parse_iso(value: Any, _: type) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO 8601 string, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("not an ISO 8601 timestamp") from None
+    if parsed.tzinfo is None:
+        # The API speaks UTC; a naive timestamp is read as UTC rather than local time.
+        return parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _parse_unix(value: Any, _: type) -> datetime:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a Unix timestamp, got {type(value).__name__}")
+    try:
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise ValueError(f"timestamp out of range: {value!r}") from exc
+
+
+def _format_iso(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _format_unix(value: datetime) -> int | float:
+    stamp = value.timestamp()
+    return int(stamp) if stamp.is_integer() else stamp
+
+
+def _parse_date(value: Any, _: type) -> date:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a YYYY-MM-DD string, got {type(value).__name__}")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("not a YYYY-MM-DD date") from None
+
+
+def _ident(value: Any, _: type) -> str:
+    # The demos show these ids both as numbers and as strings; keep one type.
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"expected a string or integer id, got {type(value).__name__}")
+    return str(value)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook(str, _strict(str))
+    conv.register_structure_hook(int, _strict(int))
+    conv.register_structure_hook(bool, _strict(bool))
+    conv.register_structure_hook(float, _strict(float, allow=(int,)))
+    conv.register_structure_hook(datetime, _parse_iso)
+    conv.register_unstructure_hook(datetime, _format_iso)
+    conv.register_structure_hook(date, _parse_date)
+    conv.register_unstructure_hook(date, date.isoformat)
+    # expires_at is a Unix timestamp on the wire, unlike every other datetime.
+    conv.register_structure_hook(
+        ApiToken,
+        make_dict_structure_fn(ApiToken, conv, expires_at=override(struct_hook=_parse_unix)),
+    )
+    conv.register_unstructure_hook(
+        ApiToken,
+        make_dict_unstructure_fn(ApiToken, conv, expires_at=override(unstruct_hook=_format_unix)),
+    )
+    for cls in (Account, Credential, Integration):
+        conv.register_structure_hook(
+            cls, make_dict_structure_fn(cls, conv, id=override(struct_hook=_ident))
+        )
+    return conv
+
+
+#: The one converter: structures every response and unstructures models back to JSON shapes.
+converter = _make_converter()
+
+
+def parse(data: Any, cls: type[T], endpoint: str) -> T:
+    """Structure `data` as `cls`, or raise `ResponseFormatError` naming the endpoint and field."""
+    if not isinstance(data, dict):
+        raise ResponseFormatError(endpoint, f"expected a JSON object, got {_json_kind(data)}")
+    try:
+        return converter.structure(data, cls)
+    except Exception as exc:  # cattrs raises ExceptionGroups of anything a hook raised
+        raise ResponseFormatError(endpoint, describe_structure_error(exc, cls)) from None
+
+
+def parse_list(data: Any, cls: type[T], endpoint: str) -> list[T]:
+    """Structure a JSON array of `cls`; anything but a list is a format error."""
+    if not isinstance(data, list):
+        raise ResponseFormatError(endpoint, f"expected a JSON array, got {_json_kind(data)}")
+    try:
+        return converter.structure(data, list[cls])  # type: ignore[valid-type]
+    except Exception as exc:
+        raise ResponseFormatError(endpoint, describe_structure_error(exc, cls)) from None
+
+
+def describe_structure_error(exc: BaseException, cls: type) -> str:
+    """A short, token-free description of what was wrong with a response, field by field."""
+    if isinstance(exc, cattrs.BaseValidationError):
+        messages = cattrs.transform_error(exc, path="$", format_exception=_format_cause)
+        return f"not a valid {cls.__name__}: " + "; ".join(messages[:5])
+    return f"not a valid {cls.__name__}: {_format_cause(exc, None)}"
+
+
+def _format_cause(exc: BaseException, _type: Any) -> str:
+    # Never echo the offending value: it may be a token.
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if isinstance(exc, (TypeError, ValueError)) and str(exc):
+        text = str(exc)
+        return text if len(text) <= 120 else "invalid value"
+    return f"invalid value ({type(exc).__name__})"
+
+
+def _json_kind(data: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", type(None): "null"}
+    return names.get(type(data), type(data).__name__)

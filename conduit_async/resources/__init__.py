@@ -1,0 +1,1 @@
+"""Resource classes: each holds a reference to the client and nothing else."""

@@ -1,0 +1,104 @@
+"""Sub-workspaces (v2 API): list, create, disable, and the view of one workspace."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .. import _validate
+from .._session import Response
+from ..models import Workspace, parse, parse_list
+from .dashboards import WorkspaceDashboards
+
+if TYPE_CHECKING:
+    from ..client import Conduit
+
+__all__ = ["WorkspaceView", "Workspaces"]
+
+LIST = "GET /v2/workspaces/"
+CREATE = "POST /v2/workspaces/"
+DISABLE = "DELETE /v2/workspaces/{workspace_id}/"
+
+
+@attrs.frozen
+class Workspaces:
+    """The organization's sub-workspaces, managed with the organization token."""
+
+    _conduit: Conduit = attrs.field(repr=False)
+
+    async def list(self) -> list[Workspace]:
+        """Every workspace of the organization, each with its own token (cached for later calls)."""
+        c = self._conduit
+        resp = await c._session.request(
+            "GET", c._v2("workspaces/"), auth=c._org_auth, endpoint=LIST
+        )
+        workspaces = parse_list(resp.data, Workspace, LIST)
+        c._remember_workspaces(workspaces)
+        return workspaces
+
+    async def create(self, name: str, *, ext_id: str | None = None) -> Workspace:
+        """Create a workspace; `ext_id` is your own id for it.
+
+        If the response is lost (timeout, reset, 5xx), a workspace with an
+        `ext_id` is looked up by listing before any retry, so it is never
+        created twice; one without an `ext_id` cannot be told apart from
+        others, so it is not retried and `OutcomeUnknownError` says so.
+        """
+        _validate.name(name, "name", required=True)
+        _validate.optional_text(ext_id, "ext_id")
+        c = self._conduit
+        body: dict[str, Any] = {"name": name}
+        if ext_id is not None:
+            body["ext_id"] = ext_id
+
+        async def find_lost() -> Response | None:
+            listing = await c._session.request(
+                "GET", c._v2("workspaces/"), auth=c._org_auth, endpoint=LIST
+            )
+            for item in listing.data if isinstance(listing.data, list) else ():
+                if isinstance(item, dict) and item.get("ext_id") == ext_id:
+                    return Response(200, item, listing.sent_at, listing.date)
+            return None
+
+        resp = await c._session.request(
+            "POST",
+            c._v2("workspaces/"),
+            auth=c._org_auth,
+            endpoint=CREATE,
+            json_body=body,
+            reconcile=find_lost if ext_id is not None else None,
+        )
+        workspace = parse(resp.data, Workspace, CREATE)
+        c._remember_workspaces([workspace])
+        return workspace
+
+    async def disable(self, workspace_id: int) -> None:
+        """Disable a workspace: its token stops working."""
+        _validate.positive_id(workspace_id, "workspace_id")
+        c = self._conduit
+        await c._session.request(
+            "DELETE",
+            c._v2(f"workspaces/{workspace_id}/"),
+            auth=c._org_auth,
+            endpoint=DISABLE,
+        )
+        c.tokens.forget_workspace(workspace_id)
+
+
+@attrs.frozen
+class WorkspaceView:
+    """One sub-workspace, seen with its own token: `await ws.dashboards.list()`."""
+
+    _conduit: Conduit = attrs.field(repr=False)
+    workspace_id: int | None
+    ext_id: str | None = None
+
+    @property
+    def dashboards(self) -> WorkspaceDashboards:
+        auth = self._conduit.tokens.workspace_auth(self.workspace_id, self.ext_id)
+        return WorkspaceDashboards(self._conduit, auth)
+
+    async def get(self) -> Workspace:
+        """The workspace itself (from the cache, or one shared listing on a miss)."""
+        return await self._conduit.tokens.workspace(self.workspace_id, self.ext_id)
