@@ -15,12 +15,8 @@ than breaking the user's pytest.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator
-
-try:
-    import pytest_asyncio
-except ImportError:  # pragma: no cover - the fixtures need pytest-asyncio
-    pytest_asyncio = None
 
 import pytest
 
@@ -28,7 +24,8 @@ from .._retry import RetryPolicy
 from ..client import Conduit
 from . import FakeConduit, ManualClock
 
-if pytest_asyncio is not None:
+if importlib.util.find_spec("pytest_asyncio") is not None:
+    import pytest_asyncio
 
     @pytest.fixture
     def conduit_clock() -> ManualClock:
