@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import re
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 
@@ -18,6 +19,9 @@ import attrs
 __all__ = ["RetryPolicy", "parse_retry_after"]
 
 Sleep = Callable[[float], Awaitable[None]]
+
+# delta-seconds is digits (RFC 9110); a decimal fraction is tolerated.
+_DELTA_SECONDS = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,9})?")
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -52,7 +56,8 @@ class RetryPolicy:
 
     def backoff(self, retry: int) -> float:
         """Seconds to wait before retry number `retry` (1 for the first retry)."""
-        ceiling = min(self.max_delay, self.base_delay * 2.0 ** max(0, retry - 1))
+        # The exponent is bounded: 2.0 ** 1024 overflows, and any cap is reached long before.
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** min(max(0, retry - 1), 1000))
         return ceiling * float(self.jitter())
 
     def delay(self, retry: int, retry_after: float | None) -> float:
@@ -79,14 +84,10 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     text = value.strip()
     if not text:
         return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
-        return None
+    if _DELTA_SECONDS.fullmatch(text):
+        return float(text)
+    if text[0] in "+-0123456789.":
+        return None  # a number, but not a delta-seconds: negative, exponent, "1_000"...
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):

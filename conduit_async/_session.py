@@ -198,7 +198,9 @@ class Session:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s -> %d (attempt %d)", endpoint, status, attempt)
             if 200 <= status < 300:
-                return Response(status, _load(body, endpoint), sent_at, headers.get("Date"))
+                # A DELETE documents no body: whatever a 2xx carries, the call succeeded.
+                data = None if method == "DELETE" else _load(body, endpoint)
+                return Response(status, data, sent_at, headers.get("Date"))
             if status == 401 and not auth_retried and await auth.refused(token):
                 auth_retried = True
                 attempt -= 1  # a token refresh is not a retry of the request
@@ -293,7 +295,13 @@ class Session:
             raise TransportError(endpoint, f"{type(exc).__name__}: {exc}") from None
 
     async def _read(self, resp: aiohttp.ClientResponse, endpoint: str) -> bytes:
-        """The body, refusing to hold more than `max_response_bytes` in memory."""
+        """The body, refusing to hold more than `max_response_bytes` in memory.
+
+        An error body is only ever shown as an excerpt, so a huge one is cut
+        short rather than refused: a 5xx stays a `ServerError`.
+        """
+        if not 200 <= resp.status < 300:
+            return await _excerpt(resp)
         limit = self.max_response_bytes
         length = resp.content_length
         if length is not None:
@@ -308,6 +316,23 @@ class Session:
                 raise ResponseFormatError(endpoint, f"body is over {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+async def _excerpt(resp: aiohttp.ClientResponse) -> bytes:
+    length = resp.content_length
+    if length is not None and length <= _ERROR_BODY_LIMIT:
+        return await resp.read()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(1 << 14):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= _ERROR_BODY_LIMIT:
+            break  # the rest is dropped with the connection
+    return b"".join(chunks)[:_ERROR_BODY_LIMIT]
 
 
 def _dump(body: Any) -> bytes:
@@ -339,7 +364,8 @@ def _error(
     token: str,
     retry_after: float | None,
 ) -> APIStatusError:
-    text = redact(body[:4096].decode("utf-8", errors="replace"), token)
+    # Redact before any cut: a cut made first could leave a token's head in the excerpt.
+    text = redact(body.decode("utf-8", errors="replace"), token)
     code = message = None
     try:
         payload = json.loads(body) if body else None

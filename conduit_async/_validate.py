@@ -18,6 +18,10 @@ MAX_NAME = 1024
 
 def company_id(value: object, argument: str = "company_id") -> str:
     """A company id: 1 to 1024 ASCII letters and digits (compared without regard to case)."""
+    # Fast path first: this runs on every company-scoped call, including token cache hits.
+    # For an ASCII string, isalnum() is exactly [A-Za-z0-9].
+    if type(value) is str and 0 < len(value) <= 1024 and value.isascii() and value.isalnum():
+        return value
     if not isinstance(value, str):
         raise ValidationError(argument, f"must be a string, not {type(value).__name__}")
     if not value:
@@ -72,6 +76,7 @@ def path_segment(value: object, argument: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ValidationError(argument, f"must be a string or integer, not {type(value).__name__}")
     text = str(value)
-    if not text or len(text) > 1024 or not re.fullmatch(r"[A-Za-z0-9_\-.]+", text) or ".." in text:
+    # "." and ".." are dot segments: URL normalisation would drop them and hit another path.
+    if not re.fullmatch(r"[A-Za-z0-9_\-.]{1,1024}", text) or ".." in text or text == ".":
         raise ValidationError(argument, "must be 1 to 1024 letters, digits, '_', '-' or '.'")
     return text

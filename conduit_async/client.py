@@ -183,7 +183,7 @@ class Conduit:
 
 def _base_url(url: str, allow_insecure: bool) -> str:
     parts = url.split("://", 1)
-    if len(parts) != 2 or parts[0] not in ("http", "https") or not parts[1]:
+    if len(parts) != 2 or parts[0] not in ("http", "https") or not parts[1].split("/", 1)[0]:
         raise ConfigurationError(f"base URL must be an http(s) URL, not {url!r}")
     if parts[0] == "http" and not allow_insecure and not _is_loopback(parts[1]):
         raise ConfigurationError(

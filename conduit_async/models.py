@@ -42,8 +42,8 @@ class Workspace:
 
     id: int
     name: str
+    token: str = attrs.field(repr=False)
     ext_id: str | None = None
-    token: str = attrs.field(default="", repr=False)
 
 
 @attrs.frozen

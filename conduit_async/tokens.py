@@ -30,7 +30,7 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from .errors import ConduitError, ConfigurationError, NotFoundError
+from .errors import ClientClosedError, ConfigurationError, NotFoundError
 from .models import ApiToken, Workspace
 
 __all__ = [
@@ -403,7 +403,7 @@ class TokenBroker:
     def _start(self, key: str, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         if self._closed:
             work.close()
-            raise ConduitError("the token broker is closed")
+            raise ClientClosedError("the token broker is closed; create a new Conduit client")
         task = asyncio.get_running_loop().create_task(work, name=f"conduit-token:{key}")
         self._inflight[key] = task
         task.add_done_callback(lambda t: self._finished(key, t))

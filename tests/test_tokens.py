@@ -391,7 +391,9 @@ async def test_a_slow_response_does_not_replace_a_newer_token(
 async def test_workspace_cache_miss_lists_once_for_all_callers(
     broker: TokenBroker, server: StubServer
 ) -> None:
-    server.workspaces = [Workspace(id=i, name=f"W{i}", ext_id=f"crm{i}", token=f"wt{i}") for i in range(5)]
+    server.workspaces = [
+        Workspace(id=i, name=f"W{i}", ext_id=f"crm{i}", token=f"wt{i}") for i in range(5)
+    ]
     found = await asyncio.gather(
         *(broker.workspace(i % 5, None) for i in range(500)),
         *(broker.workspace(None, f"crm{i % 5}") for i in range(500)),
