@@ -32,6 +32,14 @@ from .models import (
     LinkPage,
     Workspace,
 )
+from .provision import (
+    BadRow,
+    CompanySpec,
+    Outcome,
+    ProvisionResult,
+    WorkspaceResult,
+    WorkspaceSpec,
+)
 from .resources.companies import CompanyView
 from .resources.workspaces import WorkspaceView
 from .tokens import InMemoryTokenStore, TokenBroker, TokenLease, TokenStore
@@ -44,9 +52,11 @@ __all__ = [
     "ApiToken",
     "AuthenticationError",
     "BadRequestError",
+    "BadRow",
     "ClientClosedError",
     "ClonedDashboard",
     "Company",
+    "CompanySpec",
     "CompanyView",
     "Conduit",
     "ConduitError",
@@ -60,8 +70,10 @@ __all__ = [
     "Integration",
     "LinkPage",
     "NotFoundError",
+    "Outcome",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "ProvisionResult",
     "RateLimitError",
     "ResponseFormatError",
     "RetryPolicy",
@@ -72,6 +84,8 @@ __all__ = [
     "TransportError",
     "ValidationError",
     "Workspace",
+    "WorkspaceResult",
+    "WorkspaceSpec",
     "WorkspaceView",
     "__version__",
 ]

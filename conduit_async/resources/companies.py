@@ -7,6 +7,7 @@ when its own functions are called next.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ from ..tokens import TokenLease
 
 if TYPE_CHECKING:
     from ..client import Conduit
+    from ..provision import CompanyRow, ProvisionResult
+    from ..provision._pool import Rows
 
 __all__ = ["Companies", "CompanyView"]
 
@@ -125,6 +128,33 @@ class Companies:
         nearly expired.
         """
         return await self._conduit.tokens.company_token(_validate.company_id(company_id))
+
+    def provision(
+        self, rows: Rows[CompanyRow], *, concurrency: int = 64, retries: int = 2
+    ) -> AsyncGenerator[ProvisionResult, None]:
+        """Make every row's company exist as described; yield a result per row as it finishes.
+
+        `rows` is any iterable or async iterable of `CompanySpec` (or dicts with
+        the keys `id`, `name`, `page_enabled`), read lazily: memory is bounded by
+        `concurrency`, never by the number of rows. A plain iterable is read on
+        the event loop, so it must not block; give a slow source (a network
+        cursor, a pipe) as an async iterable. Each row is *ensured*:
+        created, or on a 409 fetched and updated only where it differs, so the
+        outcome is `created`, `updated`, `unchanged` or `failed`, and a rerun is
+        always safe. A create whose response was lost is reconciled, never
+        repeated. Company tokens from the responses go to the token broker.
+
+        One bad row never stops the batch: invalid rows and API errors become
+        `failed` results carrying the typed `ConduitError`; transient failures
+        that outlive the session's retries get `retries` more row-level tries.
+        Only a problem no row can escape (a missing or refused Link APP token,
+        a closed client) is raised. A 429 pauses every worker. Stopping early
+        (`break`, `aclose()`, cancellation) cancels the workers and waits for
+        them. Keep `concurrency` at or below the client's `max_connections`.
+        """
+        from ..provision import provision_companies  # provision imports resources
+
+        return provision_companies(self._conduit, rows, concurrency=concurrency, retries=retries)
 
     # -- internals shared with the broker ----------------------------------------
 

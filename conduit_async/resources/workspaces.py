@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -13,6 +14,8 @@ from .dashboards import WorkspaceDashboards
 
 if TYPE_CHECKING:
     from ..client import Conduit
+    from ..provision import WorkspaceResult, WorkspaceRow
+    from ..provision._pool import Rows
 
 __all__ = ["WorkspaceView", "Workspaces"]
 
@@ -72,6 +75,37 @@ class Workspaces:
         workspace = parse(resp.data, Workspace, CREATE)
         c._remember_workspaces([workspace])
         return workspace
+
+    def provision(
+        self,
+        rows: Rows[WorkspaceRow],
+        *,
+        clone_dashboards: Iterable[int] = (),
+        concurrency: int = 16,
+        retries: int = 2,
+    ) -> AsyncGenerator[WorkspaceResult, None]:
+        """Make a workspace exist per row, with copies of template dashboards; yield a result
+        per row as it finishes.
+
+        `rows` is any iterable or async iterable of `WorkspaceSpec(name, ext_id)`
+        (or dicts with those keys), read lazily. Workspaces are listed once;
+        one whose `ext_id` exists is not created again (`unchanged`). Each
+        organization dashboard in `clone_dashboards` is cloned into every new
+        workspace (and into an existing one that lacks a copy of that name:
+        `updated`), and the result's `share_urls` maps each template id to
+        the share URL of its copy, fetched with the workspace's own token.
+        Failures, retries, back-pressure and cleanup are as for
+        `Companies.provision`; an unknown template id is raised at once.
+        """
+        from ..provision import provision_workspaces  # provision imports resources
+
+        return provision_workspaces(
+            self._conduit,
+            rows,
+            clone_dashboards=clone_dashboards,
+            concurrency=concurrency,
+            retries=retries,
+        )
 
     async def disable(self, workspace_id: int) -> None:
         """Disable a workspace: its token stops working."""

@@ -1,0 +1,8 @@
+"""`python -m conduit_async`: the `conduit-async` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

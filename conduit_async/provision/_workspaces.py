@@ -1,0 +1,236 @@
+"""Bulk workspace provisioning: one workspace per `ext_id`, each with copies of template
+dashboards and their share URLs.
+
+Workspaces are listed once up front; a row whose `ext_id` is already there is
+not created again. Two rows with the same `ext_id` are serialised, because the
+server does not enforce its uniqueness and both would otherwise create one.
+Template dashboards are cloned into each new workspace; an existing workspace
+gets the copies it lacks (matched by name), so a rerun after a failed clone
+completes the job instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+import attrs
+
+from .. import _validate
+from ..errors import ConduitError, ValidationError
+from ..models import ClonedDashboard, Dashboard, Workspace
+from ._companies import check_pool_args
+from ._pool import Rows, retrying, run_pool
+from ._types import BadRow, Outcome, WorkspaceResult, WorkspaceSpec
+
+if TYPE_CHECKING:
+    from ..client import Conduit
+
+__all__ = ["WorkspaceRow", "provision_workspaces", "workspace_spec"]
+
+#: One row of `workspaces.provision`: a spec, a mapping with the same keys, or a row
+#: a reader could not parse.
+WorkspaceRow = WorkspaceSpec | Mapping[str, object] | BadRow
+
+_WORKSPACE_KEYS = frozenset({"name", "ext_id"})
+
+
+def workspace_spec(row: object) -> WorkspaceSpec | BadRow:
+    """The row as a checked `WorkspaceSpec`, or a `BadRow` saying what is wrong with it."""
+    if isinstance(row, BadRow):
+        return row
+    if isinstance(row, Mapping):
+        ext_id = row.get("ext_id")
+        shown = ext_id if isinstance(ext_id, str) else ""
+        unknown = sorted(str(k) for k in row if k not in _WORKSPACE_KEYS)
+        if unknown:
+            return BadRow(
+                ValidationError(unknown[0], "unknown field (expected name, ext_id)"), key=shown
+            )
+        row = WorkspaceSpec(row.get("name"), ext_id)  # type: ignore[arg-type]
+    if not isinstance(row, WorkspaceSpec):
+        return BadRow(
+            ValidationError(
+                "row", f"expected a WorkspaceSpec or a mapping, not {type(row).__name__}"
+            )
+        )
+    shown = row.ext_id if isinstance(row.ext_id, str) else ""
+    try:
+        _validate.name(row.name, "name", required=True)
+        if row.ext_id is None:
+            raise ValidationError("ext_id", "is required: it is how an existing workspace is found")
+        _validate.optional_text(row.ext_id, "ext_id")
+        if not row.ext_id.strip():
+            raise ValidationError("ext_id", "must not be empty")
+    except ValidationError as error:
+        return BadRow(error, row.line, shown)
+    return row
+
+
+@attrs.define
+class _Progress:
+    """What one row has achieved so far, kept across its row-level retries so a retry
+    resumes rather than redoes (a second clone would be a duplicate)."""
+
+    workspace: Workspace | None = None
+    created: bool = False
+    copies: dict[int, int] = attrs.field(factory=dict)
+    """Template dashboard id -> id of its copy in the workspace."""
+    clones: list[ClonedDashboard] = attrs.field(factory=list)
+    share_urls: dict[int, str] = attrs.field(factory=dict)
+
+    def outcome(self) -> Outcome:
+        if self.created:
+            return "created"
+        return "updated" if self.clones else "unchanged"
+
+
+class _KeyedLocks:
+    """One lock per key, kept only while someone holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]
+
+
+class _Batch:
+    """The state one `workspaces.provision` call shares between its workers."""
+
+    def __init__(self, conduit: Conduit, retries: int) -> None:
+        self.conduit = conduit
+        self.retries = retries
+        self.templates: tuple[Dashboard, ...] = ()
+        self.known: dict[str, Workspace] = {}
+        self.locks = _KeyedLocks()
+
+    async def prepare(self, template_ids: Iterable[int]) -> None:
+        """Check the template dashboards exist and list the workspaces, once for the batch."""
+        wanted = list(template_ids)
+        if wanted:
+            available = {d.id: d for d in await self.conduit.dashboards.list()}
+            missing = [str(i) for i in wanted if i not in available]
+            if missing:
+                raise ValidationError(
+                    "clone_dashboards",
+                    f"no dashboard {', '.join(missing)} in the organization account "
+                    f"(it has {', '.join(str(i) for i in sorted(available)) or 'none'})",
+                )
+            self.templates = tuple(available[i] for i in wanted)
+        await self.relist()
+
+    async def relist(self) -> None:
+        for ws in await self.conduit.workspaces.list():
+            if ws.ext_id is not None:
+                self.known[ws.ext_id] = ws
+
+    async def work(self, row: WorkspaceRow) -> WorkspaceResult:
+        spec = workspace_spec(row)
+        if isinstance(spec, BadRow):
+            return WorkspaceResult(
+                spec.key, "", "failed", error=spec.error, attempts=0, line=spec.line
+            )
+        done = _Progress()
+
+        async def attempt(n: int) -> None:
+            await self.ensure(spec, done, n)
+
+        value, tries = await retrying(attempt, self.retries, self.conduit._session.retry)
+        error = value if isinstance(value, ConduitError) else None
+        return WorkspaceResult(
+            spec.ext_id,
+            spec.name,
+            "failed" if error else done.outcome(),
+            workspace=done.workspace,
+            clones=tuple(done.clones),
+            share_urls=dict(done.share_urls),
+            error=error,
+            attempts=tries,
+            line=spec.line,
+        )
+
+    async def ensure(self, spec: WorkspaceSpec, done: _Progress, attempt: int) -> None:
+        # The whole row holds its ext_id's lock: a second row for the same workspace
+        # must see the first one's clones, not clone the templates again.
+        async with self.locks.hold(spec.ext_id):
+            if done.workspace is None:
+                done.workspace = await self.find_or_create(spec, done, attempt)
+            await self.fill(done.workspace, done, attempt)
+
+    async def fill(self, ws: Workspace, done: _Progress, attempt: int) -> None:
+        """Give the workspace a copy of every template, and note each copy's share URL."""
+        view = self.conduit.workspace(ws.id)
+        missing = [t for t in self.templates if t.id not in done.copies]
+        if missing and (not done.created or attempt > 1):
+            # An existing workspace may hold copies already, and a retry may follow a
+            # clone whose response was lost: look before cloning.
+            present: dict[str, list[int]] = {}
+            for dashboard in await view.dashboards.list():
+                present.setdefault(dashboard.name, []).append(dashboard.id)
+            for template in missing:
+                ids = present.get(template.name)
+                if ids:
+                    done.copies[template.id] = ids.pop(0)
+        for template in self.templates:
+            if template.id not in done.copies:
+                clone = await self.conduit.dashboards.clone(template.id, workspace=ws.id)
+                done.clones.append(clone)
+                done.copies[template.id] = clone.id
+        for template in self.templates:
+            if template.id not in done.share_urls:
+                url = await view.dashboards.share_url(done.copies[template.id])
+                done.share_urls[template.id] = url
+
+    async def find_or_create(self, spec: WorkspaceSpec, done: _Progress, attempt: int) -> Workspace:
+        ws = self.known.get(spec.ext_id)
+        if ws is None and attempt > 1:
+            await self.relist()  # an earlier attempt's create may have landed after all
+            ws = self.known.get(spec.ext_id)
+        if ws is None:
+            ws = await self.conduit.workspaces.create(spec.name, ext_id=spec.ext_id)
+            self.known[spec.ext_id] = ws
+            done.created = True
+        return ws
+
+
+def provision_workspaces(
+    conduit: Conduit,
+    rows: Rows[WorkspaceRow],
+    *,
+    clone_dashboards: Iterable[int] = (),
+    concurrency: int = 16,
+    retries: int = 2,
+) -> AsyncGenerator[WorkspaceResult, None]:
+    """See `Workspaces.provision`."""
+    check_pool_args(conduit, concurrency, retries)
+    template_ids = list(
+        dict.fromkeys(_validate.positive_id(d, "clone_dashboards") for d in clone_dashboards)
+    )
+    return _provision(conduit, rows, template_ids, concurrency, retries)
+
+
+async def _provision(
+    conduit: Conduit,
+    rows: Rows[WorkspaceRow],
+    template_ids: list[int],
+    concurrency: int,
+    retries: int,
+) -> AsyncGenerator[WorkspaceResult, None]:
+    batch = _Batch(conduit, retries)
+    await batch.prepare(template_ids)
+    # aclosing: when our consumer stops, the pool's workers must stop with it, now.
+    async with contextlib.aclosing(run_pool(rows, batch.work, concurrency)) as results:
+        async for result in results:
+            yield result
