@@ -40,7 +40,11 @@ log = logging.getLogger("conduit_async")
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
-_TOKEN_FIELD = re.compile(r'("[A-Za-z_]*token"\s*:\s*)"[^"]*"', re.IGNORECASE)
+# A token field as JSON writes it, or as str() of a parsed dict does (a `message` that is
+# an object is shown that way): "api_token": "..." or 'token': '...'.
+_TOKEN_FIELD = re.compile(
+    r"""((?:"[A-Za-z_]*token"|'[A-Za-z_]*token')\s*:\s*)(?:"[^"]*"|'[^']*')""", re.IGNORECASE
+)
 _NO_BODY = object()
 
 
@@ -307,7 +311,8 @@ class Session:
         if length is not None:
             if length > limit:
                 raise ResponseFormatError(endpoint, f"body of {length} bytes is over {limit}")
-            return await resp.read()
+            if _plain(resp):
+                return await resp.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(1 << 16):
@@ -323,7 +328,7 @@ _ERROR_BODY_LIMIT = 64 * 1024
 
 async def _excerpt(resp: aiohttp.ClientResponse) -> bytes:
     length = resp.content_length
-    if length is not None and length <= _ERROR_BODY_LIMIT:
+    if length is not None and length <= _ERROR_BODY_LIMIT and _plain(resp):
         return await resp.read()
     chunks: list[bytes] = []
     size = 0
@@ -335,6 +340,12 @@ async def _excerpt(resp: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)[:_ERROR_BODY_LIMIT]
 
 
+def _plain(resp: aiohttp.ClientResponse) -> bool:
+    """True if Content-Length is the size read: a compressed body (a 50 KB gzip can
+    inflate to gigabytes) must be counted as it inflates, so it is streamed."""
+    return resp.headers.get("Content-Encoding", "identity").strip().lower() == "identity"
+
+
 def _dump(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -344,7 +355,7 @@ def _load(body: bytes, endpoint: str) -> Any:
         return None
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json decodes
         # The body itself is left out: a truncated company response holds a token.
         raise ResponseFormatError(endpoint, f"body is not valid JSON ({len(body)} bytes)") from None
 
@@ -369,7 +380,7 @@ def _error(
     code = message = None
     try:
         payload = json.loads(body) if body else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         payload = None
     if isinstance(payload, dict):
         raw_code, raw_message = payload.get("code"), payload.get("message")

@@ -13,6 +13,7 @@ import random
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -194,12 +195,13 @@ def _base_url(url: str, allow_insecure: bool) -> str:
 
 
 def _is_loopback(rest: str) -> bool:
-    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-    if host.startswith("["):
-        host = host[1 : host.find("]")]
-    else:
-        host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    if host.lower() == "localhost":
+    # The host as URL parsers (and so aiohttp) read it: the authority ends at the first
+    # '/', '?' or '#', so "evil.test#@127.0.0.1/" is evil.test, not 127.0.0.1.
+    try:
+        host = urlsplit("//" + rest).hostname or ""
+    except ValueError:  # e.g. an unclosed '[' of an IPv6 address
+        return False
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
