@@ -28,6 +28,7 @@ from .errors import (
     ConduitError,
     ConduitTimeoutError,
     OutcomeUnknownError,
+    RedirectError,
     ResponseFormatError,
     TransportError,
     error_for_status,
@@ -275,19 +276,26 @@ class Session:
                     if resp.status not in _REDIRECTS or not location:
                         return resp.status, resp.headers, await self._read(resp, endpoint)
                 target = urljoin(url, location)
+                refusal = None
                 if _origin(target) != origin:
                     # Following would hand the bearer token to another host.
-                    raise TransportError(
-                        endpoint,
-                        f"refused to follow a {resp.status} redirect to another origin "
-                        f"({_origin(target)}): the Authorization header would leak",
+                    refusal = (
+                        f"refused to follow a redirect to another origin "
+                        f"({_origin(target)}): the Authorization header would leak"
                     )
-                if resp.status == 303 or (resp.status in (301, 302) and method != "GET"):
-                    raise TransportError(
-                        endpoint, f"refused to follow a {resp.status} redirect of a {method}"
+                elif resp.status in (301, 302, 303) and method != "GET":
+                    refusal = f"refused to follow a redirect that would turn a {method} into a GET"
+                if refusal is not None:
+                    raise RedirectError(
+                        status=resp.status, method=method, path=urlsplit(url).path, message=refusal
                     )
                 url = target
-            raise TransportError(endpoint, f"more than {_MAX_REDIRECTS} redirects")
+            raise RedirectError(
+                status=resp.status,
+                method=method,
+                path=urlsplit(url).path,
+                message=f"more than {_MAX_REDIRECTS} redirects",
+            )
         except asyncio.TimeoutError as exc:
             connect_only = isinstance(exc, aiohttp.ConnectionTimeoutError)
             raise ConduitTimeoutError(

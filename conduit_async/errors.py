@@ -21,6 +21,7 @@ __all__ = [
     "OutcomeUnknownError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RedirectError",
     "ResponseFormatError",
     "ServerError",
     "TransportError",
@@ -134,6 +135,12 @@ class APIStatusError(ConduitError):
         if hint:
             text += f" ({hint})"
         super().__init__(text)
+
+
+class RedirectError(APIStatusError):
+    """A 3xx the SDK refused to follow: to another origin (the bearer token would
+    go with it), a method change, or too many hops. Not retried: it would only
+    happen again."""
 
 
 class BadRequestError(APIStatusError):

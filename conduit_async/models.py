@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
+from cattrs.cols import is_sequence, list_structure_factory
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .errors import ResponseFormatError
@@ -192,8 +193,21 @@ def _ident(value: Any, _: type) -> str:
     return str(value)
 
 
+def _strict_lists(type_: Any, conv: cattrs.Converter) -> Any:
+    # cattrs would turn any iterable into a list: "" or {} would read as "nothing".
+    structure_items = list_structure_factory(type_, conv)
+
+    def hook(value: Any, target: Any) -> Any:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a JSON array, got {_json_kind(value)}")
+        return structure_items(value, target)
+
+    return hook
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook_factory(is_sequence, _strict_lists)
     conv.register_structure_hook(str, _strict(str))
     conv.register_structure_hook(int, _strict(int))
     conv.register_structure_hook(bool, _strict(bool))

@@ -384,7 +384,7 @@ RETRY_AFTER: list[tuple[Callable[[ManualClock], str], float]] = [
     (lambda c: "0x10", BACKOFF),
     (lambda c: "Thu, 32 Foo 2024 25:61:61 GMT", BACKOFF),
     (lambda c: "Wed, 21 Oct 2015 07:28:00", BACKOFF),  # no zone: not an HTTP date
-    (lambda c: "1" * 400, BACKOFF),
+    (lambda c: "1" * 400, CAP),  # legal delta-seconds, absurdly long: capped
 ]
 
 

@@ -44,6 +44,7 @@ from conduit_async import (
     OutcomeUnknownError,
     PermissionDeniedError,
     RateLimitError,
+    RedirectError,
     RetryPolicy,
     ServerError,
     TransportError,
@@ -410,6 +411,10 @@ async def test_authorization_never_follows_a_redirect_to_another_origin(
         with pytest.raises(ConduitError) as caught_post:
             await conduit.companies.create("acme1")
     assert elsewhere.seen == []  # not one request, with or without the header
+    # Refused, not retried: both calls are one request each at the origin.
+    assert isinstance(caught.value, RedirectError)
+    assert isinstance(caught_post.value, RedirectError)
+    assert len(origin.seen) == 2
     assert "another origin" in str(caught.value)
     assert "Authorization" in str(caught.value)
     assert "another origin" in str(caught_post.value)
@@ -427,13 +432,13 @@ async def test_a_same_origin_redirect_chain_that_then_leaves_is_refused_at_the_e
 
     origin.handler = reply
     async with against(origin) as conduit:
-        with pytest.raises(TransportError, match="another origin"):
+        with pytest.raises(RedirectError, match="another origin"):
             await conduit.dashboards.list()
     assert elsewhere.seen == []
     assert ("GET", "/hop/") in [(m, p) for m, p, _, _ in origin.seen]
 
 
-@pytest.mark.parametrize("status", [301, 302, 307, 308])
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 @pytest.mark.parametrize("absolute", [True, False], ids=["absolute", "relative"])
 async def test_a_same_origin_redirect_is_followed_with_the_token(
     origin: HostileServer, elsewhere: HostileServer, status: int, absolute: bool
@@ -480,9 +485,10 @@ async def test_a_same_origin_307_or_308_of_a_post_keeps_its_body(
 async def test_redirect_loops_end(origin: HostileServer) -> None:
     origin.handler = redirect(302, "/v2/dashboards/")
     async with against(origin, delays=[]) as conduit:
-        with pytest.raises(TransportError, match="redirects"):
+        with pytest.raises(RedirectError, match="redirects"):
             await conduit.dashboards.list()
-    assert 6 <= len(origin.seen) <= 30
+    # One request and five hops, never retried: following again would loop again.
+    assert len(origin.seen) == 6
 
 
 # -- plain HTTP ------------------------------------------------------------------------------
