@@ -1,4 +1,5 @@
-"""Test-suite options: the size of the fault soak, and where its figures are reported.
+"""Test-suite options (the size of the fault soak, where its figures are reported) and the
+fixtures the core unit tests share.
 
 The `soak` tests run in the default run at a size that takes seconds;
 `pytest --soak-size 10000` runs them bigger, `--soak-size 0` skips them
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from core_support import Recorder, VirtualTime, make_conduit
 
 DEFAULT_SOAK_SIZE = 2000
 
@@ -68,3 +70,26 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(node)
         for key, value in figures.items():
             terminalreporter.write_line(f"  {key}: {value}")
+
+
+# -- fixtures of the core unit tests (aioresponses, virtual time) ------------------------
+
+
+@pytest.fixture
+def vt() -> VirtualTime:
+    """Virtual time: the client's clock and its retry policy's sleep."""
+    return VirtualTime()
+
+
+@pytest.fixture
+def http() -> Iterator[Recorder]:
+    """aioresponses, recording every request in order."""
+    with Recorder() as m:
+        yield m
+
+
+@pytest.fixture
+async def conduit(vt: VirtualTime, http: Recorder) -> Any:
+    """A `Conduit` on virtual time whose HTTP goes to `http`."""
+    async with make_conduit(vt) as c:
+        yield c

@@ -41,23 +41,6 @@ UTC = timezone.utc
 COMPANY_1 = "company-SECRET-1"
 
 
-@pytest.fixture
-def vt() -> VirtualTime:
-    return VirtualTime()
-
-
-@pytest.fixture
-def http() -> Any:
-    with Recorder() as m:
-        yield m
-
-
-@pytest.fixture
-async def conduit(vt: VirtualTime, http: Recorder) -> Any:
-    async with make_conduit(vt) as c:
-        yield c
-
-
 def only(http: Recorder) -> Any:
     """The one request sent."""
     assert len(http.sent) == 1, http.sent

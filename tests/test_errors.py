@@ -43,17 +43,6 @@ COMPANY_TOKEN = "company-SECRET-1"
 
 
 @pytest.fixture
-def vt() -> VirtualTime:
-    return VirtualTime()
-
-
-@pytest.fixture
-def http() -> Any:
-    with Recorder() as m:
-        yield m
-
-
-@pytest.fixture
 async def conduit(vt: VirtualTime, http: Recorder) -> Any:
     # One attempt: these tests are about the error a status maps to, not about retries.
     async with make_conduit(vt, retry=RetryPolicy(attempts=1, sleep=vt.sleep)) as c:

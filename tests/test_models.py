@@ -44,23 +44,6 @@ COMPANY_TOKEN = "company-SECRET-1"
 GET_COMPANY = "GET /link/company/{cid}/"
 
 
-@pytest.fixture
-def vt() -> VirtualTime:
-    return VirtualTime()
-
-
-@pytest.fixture
-def http() -> Any:
-    with Recorder() as m:
-        yield m
-
-
-@pytest.fixture
-async def conduit(vt: VirtualTime, http: Recorder) -> Any:
-    async with make_conduit(vt) as c:
-        yield c
-
-
 def _set(payload: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """A deep copy of `payload` with the dotted `path` set to `value` (removed if `...`)."""
     data = copy.deepcopy(payload)

@@ -48,23 +48,6 @@ COMPANY_1 = "company-SECRET-1"
 COMPANY_2 = "company-SECRET-2"
 
 
-@pytest.fixture
-def vt() -> VirtualTime:
-    return VirtualTime()
-
-
-@pytest.fixture
-def http() -> Any:
-    with Recorder() as m:
-        yield m
-
-
-@pytest.fixture
-async def conduit(vt: VirtualTime, http: Recorder) -> Any:
-    async with make_conduit(vt) as c:
-        yield c
-
-
 def refused() -> aiohttp.ClientConnectorError:
     """A connection that was never made: nothing reached the server."""
     key = SimpleNamespace(host="api.test", port=443, ssl=True)
