@@ -14,6 +14,7 @@ __all__ = ["company_id", "name", "optional_text", "path_segment", "positive_id"]
 
 _COMPANY_ID = re.compile(r"[A-Za-z0-9]{1,1024}")
 MAX_NAME = 1024
+_SEGMENT = re.compile(r"[A-Za-z0-9_\-.]{1,1024}")
 
 
 def company_id(value: object, argument: str = "company_id") -> str:
@@ -77,6 +78,6 @@ def path_segment(value: object, argument: str) -> str:
         raise ValidationError(argument, f"must be a string or integer, not {type(value).__name__}")
     text = str(value)
     # "." and ".." are dot segments: URL normalisation would drop them and hit another path.
-    if not re.fullmatch(r"[A-Za-z0-9_\-.]{1,1024}", text) or ".." in text or text == ".":
+    if _SEGMENT.fullmatch(text) is None or ".." in text or text == ".":
         raise ValidationError(argument, "must be 1 to 1024 letters, digits, '_', '-' or '.'")
     return text

@@ -205,8 +205,8 @@ def _strict_lists(type_: Any, conv: cattrs.Converter) -> Any:
     return hook
 
 
-def _make_converter() -> cattrs.Converter:
-    conv = cattrs.Converter(forbid_extra_keys=False)
+def _make_converter(*, detailed_validation: bool = True) -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False, detailed_validation=detailed_validation)
     conv.register_structure_hook_factory(is_sequence, _strict_lists)
     conv.register_structure_hook(str, _strict(str))
     conv.register_structure_hook(int, _strict(int))
@@ -234,6 +234,9 @@ def _make_converter() -> cattrs.Converter:
 
 #: The one converter: structures every response and unstructures models back to JSON shapes.
 converter = _make_converter()
+# The same rules without detailed validation: about twice as fast on the happy path.
+# A failure is structured again by `converter`, only to describe it.
+_fast = _make_converter(detailed_validation=False)
 
 
 def parse(data: Any, cls: type[T], endpoint: str) -> T:
@@ -241,15 +244,24 @@ def parse(data: Any, cls: type[T], endpoint: str) -> T:
     if not isinstance(data, dict):
         raise ResponseFormatError(endpoint, f"expected a JSON object, got {_json_kind(data)}")
     try:
-        return converter.structure(data, cls)
+        return _fast.structure(data, cls)
+    except Exception:
+        pass
+    try:
+        structured = converter.structure(data, cls)
     except Exception as exc:  # cattrs raises ExceptionGroups of anything a hook raised
         raise ResponseFormatError(endpoint, describe_structure_error(exc, cls)) from None
+    return structured  # only if the two converters ever disagree
 
 
 def parse_list(data: Any, cls: type[T], endpoint: str) -> list[T]:
     """Structure a JSON array of `cls`; anything but a list is a format error."""
     if not isinstance(data, list):
         raise ResponseFormatError(endpoint, f"expected a JSON array, got {_json_kind(data)}")
+    try:
+        return _fast.structure(data, list[cls])  # type: ignore[valid-type]
+    except Exception:
+        pass
     try:
         return converter.structure(data, list[cls])  # type: ignore[valid-type]
     except Exception as exc:

@@ -243,12 +243,17 @@ class TokenBroker:
     retry_fraction: float = 0.02
     rng: random.Random = attrs.field(factory=random.Random, repr=False)
     stats: BrokerStats = attrs.field(factory=BrokerStats)
+    #: Background refreshes allowed at once. Companies provisioned together come due
+    #: together; past this, the others keep their (still fresh enough) token and start
+    #: their refresh on a later call, instead of opening a burst of connections.
+    max_background_refreshes: int = 16
 
     _inflight: dict[str, asyncio.Task[Any]] = attrs.field(init=False, factory=dict, repr=False)
     _retry_at: dict[str, tuple[float, int]] = attrs.field(init=False, factory=dict, repr=False)
     _ws_by_id: dict[int, Workspace] = attrs.field(init=False, factory=dict, repr=False)
     _ws_by_ext: dict[str, Workspace] = attrs.field(init=False, factory=dict, repr=False)
     _closed: bool = attrs.field(init=False, default=False, repr=False)
+    _background: int = attrs.field(init=False, default=0, repr=False)
 
     # -- company tokens -------------------------------------------------------
 
@@ -302,14 +307,18 @@ class TokenBroker:
     def _refresh_in_background(self, key: str, now: float, lease: TokenLease) -> None:
         if "company:" + key in self._inflight or self._closed:
             return
+        if self._background >= self.max_background_refreshes:
+            return
         retry = self._retry_at.get(key)
         if retry is not None and now < retry[0]:
             return
         self.stats.background_refreshes += 1
+        self._background += 1
         task = self._start("company:" + key, self._fetch_company(key))
         task.add_done_callback(lambda t: self._after_background(key, t, lease))
 
     def _after_background(self, key: str, task: asyncio.Task[Any], lease: TokenLease) -> None:
+        self._background -= 1
         if task.cancelled() or task.exception() is None:
             return
         failures = self._retry_at.get(key, (0.0, 0))[1] + 1

@@ -435,3 +435,32 @@ async def test_a_failed_workspace_listing_reaches_every_waiter(
     results = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(isinstance(r, AuthenticationError) for r in results)
     assert server.listings == 1
+
+
+async def test_background_refreshes_are_capped_and_the_rest_start_later(
+    clock: ManualClock, server: StubServer
+) -> None:
+    broker = TokenBroker(
+        fetch_company=server.fetch,
+        list_workspaces=server.list_workspaces,
+        clock=clock,
+        max_background_refreshes=4,
+    )
+    ids = [f"c{i}" for i in range(10)]
+    for cid in ids:
+        await broker.company_token(cid)
+    clock.advance(TTL * 0.7)
+    server.gate = asyncio.Event()
+    for cid in ids:  # every token is stale and still served at once
+        assert await broker.company_token(cid) == f"tok-{cid}-1"
+    assert broker.inflight == 4
+    server.gate.set()
+    for _ in range(3):  # the others start on later calls, four at a time
+        await settle()
+        assert broker.inflight <= 4
+        for cid in ids:
+            await broker.company_token(cid)
+    await settle()
+    assert all(server.fetches[cid] == 2 for cid in ids)
+    assert broker.stats.background_refreshes == 10
+    await broker.aclose()
