@@ -21,7 +21,7 @@ from . import _validate
 from ._retry import RetryPolicy
 from ._session import Session
 from .errors import ConfigurationError, ValidationError
-from .models import Company, Workspace
+from .models import Company
 from .resources.companies import Companies, CompanyView
 from .resources.dashboards import Dashboards
 from .resources.workspaces import Workspaces, WorkspaceView
@@ -177,9 +177,6 @@ class Conduit:
     async def _fetch_company_lease(self, company_id: str) -> TokenLease:
         _, lease = await self.companies._get(company_id)
         return lease
-
-    def _remember_workspaces(self, workspaces: list[Workspace]) -> None:
-        self.tokens.remember_workspaces(workspaces)
 
 
 def _base_url(url: str, allow_insecure: bool) -> str:

@@ -225,8 +225,8 @@ class TokenBroker:
 
     `fetch_company(key)` gets a company from the server (which issues a fresh
     token) and returns its lease; `list_workspaces()` lists the organization's
-    workspaces. Both are wired by the client: the broker decides *when* to
-    call them, never how.
+    workspaces and hands them to `replace_workspaces`. Both are wired by the
+    client: the broker decides *when* to call them, never how.
 
     Concurrent callers for one company share one fetch. The fetch is a task
     owned by the broker: a caller that is cancelled leaves it running for the
@@ -348,6 +348,13 @@ class TokenBroker:
             if ws.ext_id is not None:
                 self._ws_by_ext[ws.ext_id] = ws
 
+    def replace_workspaces(self, workspaces: Iterable[Workspace]) -> None:
+        """Cache exactly these workspaces: a full listing is the whole truth, so a
+        workspace missing from it (disabled) is gone."""
+        self._ws_by_id.clear()
+        self._ws_by_ext.clear()
+        self.remember_workspaces(workspaces)
+
     def forget_workspace(self, workspace_id: int) -> None:
         """Drop a workspace the SDK disabled: its token no longer works."""
         ws = self._ws_by_id.pop(workspace_id, None)
@@ -389,12 +396,9 @@ class TokenBroker:
         return WorkspaceAuth(self, workspace_id, ext_id)
 
     async def _list_workspaces(self) -> None:
+        # The listing fills the cache through `replace_workspaces` as it returns.
         self.stats.workspace_lookups += 1
-        workspaces = await self.list_workspaces()
-        # The listing is the whole truth: workspaces missing from it are gone.
-        self._ws_by_id.clear()
-        self._ws_by_ext.clear()
-        self.remember_workspaces(workspaces)
+        await self.list_workspaces()
 
     # -- single flight ----------------------------------------------------------
 

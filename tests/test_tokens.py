@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import pytest
@@ -44,6 +45,8 @@ class StubServer:
         self.fail_with: Exception | None = None
         self.workspaces: list[Workspace] = []
         self.listings = 0
+        #: Where a listing goes, as `Workspaces.list` hands it to the broker.
+        self.listed: Callable[[list[Workspace]], None] | None = None
 
     async def fetch(self, key: str) -> TokenLease:
         self.fetches[key] += 1
@@ -65,6 +68,8 @@ class StubServer:
             await self.gate.wait()
         if self.fail_with is not None:
             raise self.fail_with
+        if self.listed is not None:
+            self.listed(list(self.workspaces))
         return list(self.workspaces)
 
 
@@ -81,6 +86,7 @@ def server(clock: ManualClock) -> StubServer:
 @pytest.fixture
 async def broker(clock: ManualClock, server: StubServer):  # type: ignore[no-untyped-def]
     b = TokenBroker(fetch_company=server.fetch, list_workspaces=server.list_workspaces, clock=clock)
+    server.listed = b.replace_workspaces
     yield b
     await b.aclose()
 

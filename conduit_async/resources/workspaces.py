@@ -37,7 +37,7 @@ class Workspaces:
             "GET", c._v2("workspaces/"), auth=c._org_auth, endpoint=LIST
         )
         workspaces = parse_list(resp.data, Workspace, LIST)
-        c._remember_workspaces(workspaces)
+        c.tokens.replace_workspaces(workspaces)
         return workspaces
 
     async def create(self, name: str, *, ext_id: str | None = None) -> Workspace:
@@ -73,7 +73,7 @@ class Workspaces:
             reconcile=find_lost if ext_id is not None else None,
         )
         workspace = parse(resp.data, Workspace, CREATE)
-        c._remember_workspaces([workspace])
+        c.tokens.remember_workspaces([workspace])
         return workspace
 
     def provision(
