@@ -120,6 +120,14 @@ class Session:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def connection_limit(self) -> int:
+        """How many connections requests can use at once: a borrowed session's
+        connector decides, otherwise `max_connections` (0 means no limit)."""
+        if self.http is not None and not self._owns_http:
+            return self.http.connector.limit if self.http.connector else 0
+        return self.max_connections
+
     def _client(self) -> aiohttp.ClientSession:
         if self._closed:
             raise ClientClosedError("this Conduit client is closed; create a new one")

@@ -131,9 +131,7 @@ class Conduit:
     @property
     def max_connections(self) -> int:
         """The connector's size: requests beyond it wait for a free connection."""
-        if self._session.http is not None and not self._session._owns_http:
-            return self._session.http.connector.limit if self._session.http.connector else 0
-        return self._session.max_connections
+        return self._session.connection_limit
 
     @property
     def requests_sent(self) -> int:

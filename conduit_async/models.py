@@ -243,28 +243,27 @@ def parse(data: Any, cls: type[T], endpoint: str) -> T:
     """Structure `data` as `cls`, or raise `ResponseFormatError` naming the endpoint and field."""
     if not isinstance(data, dict):
         raise ResponseFormatError(endpoint, f"expected a JSON object, got {_json_kind(data)}")
-    try:
-        return _fast.structure(data, cls)
-    except Exception:
-        pass
-    try:
-        structured = converter.structure(data, cls)
-    except Exception as exc:  # cattrs raises ExceptionGroups of anything a hook raised
-        raise ResponseFormatError(endpoint, describe_structure_error(exc, cls)) from None
-    return structured  # only if the two converters ever disagree
+    structured: T = _structure(data, cls, cls, endpoint)
+    return structured
 
 
 def parse_list(data: Any, cls: type[T], endpoint: str) -> list[T]:
     """Structure a JSON array of `cls`; anything but a list is a format error."""
     if not isinstance(data, list):
         raise ResponseFormatError(endpoint, f"expected a JSON array, got {_json_kind(data)}")
+    structured: list[T] = _structure(data, list[cls], cls, endpoint)  # type: ignore[valid-type]
+    return structured
+
+
+def _structure(data: Any, target: Any, cls: type, endpoint: str) -> Any:
+    """The fast converter first; on failure the detailed one, only to say what is wrong."""
     try:
-        return _fast.structure(data, list[cls])  # type: ignore[valid-type]
+        return _fast.structure(data, target)
     except Exception:
         pass
     try:
-        return converter.structure(data, list[cls])  # type: ignore[valid-type]
-    except Exception as exc:
+        return converter.structure(data, target)
+    except Exception as exc:  # cattrs raises ExceptionGroups of anything a hook raised
         raise ResponseFormatError(endpoint, describe_structure_error(exc, cls)) from None
 
 
