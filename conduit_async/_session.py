@@ -22,6 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 import attrs
 
+from ._auth import Auth
 from ._retry import RetryPolicy, parse_retry_after
 from .errors import (
     APIStatusError,
@@ -34,7 +35,7 @@ from .errors import (
     TransportError,
     error_for_status,
 )
-from .tokens import Auth, Clock
+from .tokens import Clock
 
 __all__ = ["Reconcile", "Response", "Session"]
 
@@ -198,7 +199,7 @@ class Session:
             wait = self._paused_until - self.clock()
             if wait > 0:
                 await policy.sleep(wait)
-            token = await auth.token()
+            token = auth.cached() or await auth.token()
             attempt += 1
             sent_at = self.clock()
             self.requests_sent += 1
@@ -224,7 +225,7 @@ class Session:
                 # A DELETE documents no body: whatever a 2xx carries, the call succeeded.
                 data = None if method == "DELETE" else _load(body, endpoint)
                 return Response(status, data, sent_at, headers.get("Date"))
-            if status == 401 and not auth_retried and await auth.refused(token):
+            if status == 401 and not auth_retried and await auth.invalidate(token):
                 auth_retried = True
                 attempt -= 1  # a token refresh is not a retry of the request
                 continue

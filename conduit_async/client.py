@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from . import _validate
+from ._auth import StaticAuth
 from ._retry import RetryPolicy
 from ._session import Session
 from .errors import ConfigurationError, ValidationError
@@ -25,15 +26,25 @@ from .models import Company
 from .resources.companies import Companies, CompanyView
 from .resources.dashboards import Dashboards
 from .resources.workspaces import Workspaces, WorkspaceView
-from .tokens import Clock, InMemoryTokenStore, StaticAuth, TokenBroker, TokenLease, TokenStore
+from .tokens import Clock, InMemoryTokenStore, TokenBroker, TokenLease, TokenStore
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_LINK_BASE_URL", "Conduit"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_LINK_BASE_URL",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_TIMEOUT",
+    "Conduit",
+]
 
 DEFAULT_BASE_URL = "https://api.getconduit.app/v2/"
 DEFAULT_LINK_BASE_URL = "https://api.getconduit.app/link/"
+#: Seconds one request may take, from sending to the end of the body.
+DEFAULT_TIMEOUT = 30.0
+#: The connector's size (aiohttp's own default, stated here so every layer shares it).
+DEFAULT_MAX_CONNECTIONS = 100
 
 
 class Conduit:
@@ -59,10 +70,10 @@ class Conduit:
         *,
         base_url: str | None = None,
         link_base_url: str | None = None,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
-        max_connections: int = 100,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         token_cache_size: int = 10_000,
         token_store: TokenStore | None = None,
         clock: Clock | None = None,
@@ -132,6 +143,16 @@ class Conduit:
     def max_connections(self) -> int:
         """The connector's size: requests beyond it wait for a free connection."""
         return self._session.connection_limit
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How requests are retried; bulk provisioning spaces its row retries by it too."""
+        return self._session.retry
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left of the pause a 429 imposed on every request (0 when not paused)."""
+        return self._session.paused_for
 
     @property
     def requests_sent(self) -> int:

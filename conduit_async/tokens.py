@@ -15,7 +15,7 @@ workspace the SDK sees and looked up again (once, for every waiter) on a miss
 or after a 401.
 
 Only the broker decides when to fetch; the session only asks it for a header
-value (`Auth.token`) and reports refusals (`Auth.refused`).
+value (`Auth.token`) and reports refusals (`Auth.invalidate`).
 """
 
 from __future__ import annotations
@@ -30,14 +30,12 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from .errors import ClientClosedError, ConfigurationError, NotFoundError
+from .errors import ClientClosedError
 from .models import ApiToken, Workspace
 
 __all__ = [
-    "Auth",
     "Clock",
     "InMemoryTokenStore",
-    "StaticAuth",
     "TokenBroker",
     "TokenLease",
     "TokenStore",
@@ -53,41 +51,6 @@ Clock = Callable[[], float]
 MAX_COMPANY_TOKEN_LIFETIME = 600.0
 
 T = TypeVar("T")
-
-
-class Auth(Protocol):
-    """What the session needs from whatever supplies its bearer tokens."""
-
-    async def token(self) -> str:
-        """The token to send now."""
-        ...
-
-    async def refused(self, token: str) -> bool:
-        """The server answered 401 to `token`. True if a retry with a fresh token makes sense."""
-        ...
-
-
-@attrs.frozen
-class StaticAuth:
-    """A long-lived token from configuration (the organization or Link APP token).
-
-    `source` names where it should have come from, so a missing token is a
-    clear error naming the environment variable, raised when first needed.
-    """
-
-    value: str | None = attrs.field(repr=False)
-    source: str
-
-    async def token(self) -> str:
-        if not self.value:
-            raise ConfigurationError(
-                f"this call needs the {self.source}: pass it to Conduit() or set it "
-                "in the environment"
-            )
-        return self.value
-
-    async def refused(self, token: str) -> bool:
-        return False
 
 
 @attrs.frozen
@@ -279,20 +242,33 @@ class TokenBroker:
             self.store.put(key, lease)
             self._retry_at.pop(key, None)
 
+    def cached_company_token(self, company_id: str) -> str | None:
+        """The cached token for `company_id` if it may still be sent, else None. No I/O.
+
+        A token past its soft deadline is still returned, and its refresh
+        starts in the background; one past its hard deadline is not.
+        """
+        key = company_id.lower()
+        lease = self.store.get(key)
+        if lease is None:
+            return None
+        now = self.clock()
+        if now < lease.soft_at:
+            return lease.token
+        if now < lease.hard_at:
+            self._refresh_in_background(key, now, lease)
+            return lease.token
+        return None
+
     async def company_token(self, company_id: str) -> str:
         """A token for `company_id` with life left, fetching one only when needed.
 
         The fast path (a fresh cached token) takes no lock and does no I/O.
         """
+        token = self.cached_company_token(company_id)
+        if token is not None:
+            return token
         key = company_id.lower()
-        lease = self.store.get(key)
-        if lease is not None:
-            now = self.clock()
-            if now < lease.soft_at:
-                return lease.token
-            if now < lease.hard_at:
-                self._refresh_in_background(key, now, lease)
-                return lease.token
         return (await self._shared("company:" + key, self._fetch_company(key))).token
 
     async def company_refused(self, company_id: str, token: str) -> bool:
@@ -300,9 +276,6 @@ class TokenBroker:
         if self.store.discard(company_id.lower(), token):
             log.debug("company token refused; dropped it (company %s)", company_id)
         return True
-
-    def company_auth(self, company_id: str) -> CompanyAuth:
-        return CompanyAuth(self, company_id)
 
     def _refresh_in_background(self, key: str, now: float, lease: TokenLease) -> None:
         if "company:" + key in self._inflight or self._closed:
@@ -366,23 +339,14 @@ class TokenBroker:
             return self._ws_by_id.get(workspace_id)
         return self._ws_by_ext.get(ext_id) if ext_id is not None else None
 
-    async def workspace(self, workspace_id: int | None, ext_id: str | None) -> Workspace:
-        """The workspace (with its token), listing workspaces once on a miss."""
+    async def workspace(self, workspace_id: int | None, ext_id: str | None) -> Workspace | None:
+        """The workspace (with its token), listing workspaces once on a miss; None if
+        the listing does not have it either."""
         ws = self.cached_workspace(workspace_id, ext_id)
         if ws is not None:
             return ws
         await self._shared("workspaces:", self._list_workspaces())
-        ws = self.cached_workspace(workspace_id, ext_id)
-        if ws is None:
-            what = f"id {workspace_id}" if workspace_id is not None else f"ext_id {ext_id!r}"
-            raise NotFoundError(
-                status=404,
-                method="GET",
-                path="/v2/workspaces/",
-                code="workspace_not_found",
-                message=f"no workspace with {what} (unknown or disabled)",
-            )
-        return ws
+        return self.cached_workspace(workspace_id, ext_id)
 
     async def workspace_refused(
         self, workspace_id: int | None, ext_id: str | None, token: str
@@ -391,9 +355,6 @@ class TokenBroker:
         if ws is not None and ws.token == token:
             self.forget_workspace(ws.id)
         return True
-
-    def workspace_auth(self, workspace_id: int | None, ext_id: str | None) -> WorkspaceAuth:
-        return WorkspaceAuth(self, workspace_id, ext_id)
 
     async def _list_workspaces(self) -> None:
         # The listing fills the cache through `replace_workspaces` as it returns.
@@ -442,32 +403,3 @@ class TokenBroker:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._inflight.clear()
-
-
-@attrs.frozen
-class CompanyAuth:
-    """Authorizes a request with one company's token, through the broker."""
-
-    broker: TokenBroker = attrs.field(repr=False)
-    company_id: str
-
-    async def token(self) -> str:
-        return await self.broker.company_token(self.company_id)
-
-    async def refused(self, token: str) -> bool:
-        return await self.broker.company_refused(self.company_id, token)
-
-
-@attrs.frozen
-class WorkspaceAuth:
-    """Authorizes a request with one sub-workspace's token, through the broker."""
-
-    broker: TokenBroker = attrs.field(repr=False)
-    workspace_id: int | None
-    ext_id: str | None
-
-    async def token(self) -> str:
-        return (await self.broker.workspace(self.workspace_id, self.ext_id)).token
-
-    async def refused(self, token: str) -> bool:
-        return await self.broker.workspace_refused(self.workspace_id, self.ext_id, token)

@@ -356,7 +356,7 @@ async def test_a_429_pauses_every_worker_then_the_batch_recovers(fake: FakeCondu
 
     async def on_start(*_: object) -> None:
         assert client is not None
-        starts.append((time.monotonic(), client._session.paused_for))
+        starts.append((time.monotonic(), client.paused_for))
 
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(on_start)

@@ -111,7 +111,7 @@ def provision_companies(
 ) -> AsyncGenerator[ProvisionResult, None]:
     """See `Companies.provision`."""
     check_pool_args(conduit, concurrency, retries)
-    policy = conduit._session.retry
+    policy = conduit.retry
 
     async def work(row: CompanyRow) -> ProvisionResult:
         spec = company_spec(row)

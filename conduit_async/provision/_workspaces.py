@@ -147,7 +147,7 @@ class _Batch:
         async def attempt(n: int) -> None:
             await self.ensure(spec, done, n)
 
-        value, tries = await retrying(attempt, self.retries, self.conduit._session.retry)
+        value, tries = await retrying(attempt, self.retries, self.conduit.retry)
         error = value if isinstance(value, ConduitError) else None
         return WorkspaceResult(
             spec.ext_id,

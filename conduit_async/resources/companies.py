@@ -17,7 +17,7 @@ from .. import _validate
 from .._session import Response
 from ..errors import NotFoundError, ValidationError
 from ..models import Company, DataLakeFile, Integration, parse, parse_list
-from ..tokens import TokenLease
+from ..tokens import TokenBroker, TokenLease
 
 if TYPE_CHECKING:
     from ..client import Conduit
@@ -184,6 +184,23 @@ class Companies:
 
 
 @attrs.frozen
+class CompanyAuth:
+    """Authorizes a request with one company's token, through the broker."""
+
+    broker: TokenBroker = attrs.field(repr=False)
+    company_id: str
+
+    def cached(self) -> str | None:
+        return self.broker.cached_company_token(self.company_id)
+
+    async def token(self) -> str:
+        return await self.broker.company_token(self.company_id)
+
+    async def invalidate(self, token: str) -> bool:
+        return await self.broker.company_refused(self.company_id, token)
+
+
+@attrs.frozen
 class _DataLake:
     schema: list[DataLakeFile]
 
@@ -254,7 +271,7 @@ class CompanyView:
         return await c._session.request(
             method,
             c._link(path),
-            auth=c.tokens.company_auth(self.company_id),
+            auth=CompanyAuth(c.tokens, self.company_id),
             endpoint=endpoint,
             params=params,
         )

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .. import _validate
+from .._auth import Auth
 from ..models import ClonedDashboard, Dashboard, parse, parse_list
-from ..tokens import Auth
 
 if TYPE_CHECKING:
     from ..client import Conduit

@@ -9,7 +9,9 @@ import attrs
 
 from .. import _validate
 from .._session import Response
+from ..errors import NotFoundError
 from ..models import Workspace, parse, parse_list
+from ..tokens import TokenBroker
 from .dashboards import WorkspaceDashboards
 
 if TYPE_CHECKING:
@@ -130,9 +132,47 @@ class WorkspaceView:
 
     @property
     def dashboards(self) -> WorkspaceDashboards:
-        auth = self._conduit.tokens.workspace_auth(self.workspace_id, self.ext_id)
+        auth = WorkspaceAuth(self._conduit.tokens, self.workspace_id, self.ext_id)
         return WorkspaceDashboards(self._conduit, auth)
 
     async def get(self) -> Workspace:
-        """The workspace itself (from the cache, or one shared listing on a miss)."""
-        return await self._conduit.tokens.workspace(self.workspace_id, self.ext_id)
+        """The workspace itself (from the cache, or one shared listing on a miss).
+
+        Raises `NotFoundError` if no workspace of the organization has that id or ext_id.
+        """
+        return await _workspace(self._conduit.tokens, self.workspace_id, self.ext_id)
+
+
+async def _workspace(
+    broker: TokenBroker, workspace_id: int | None, ext_id: str | None
+) -> Workspace:
+    ws = await broker.workspace(workspace_id, ext_id)
+    if ws is None:
+        what = f"id {workspace_id}" if workspace_id is not None else f"ext_id {ext_id!r}"
+        raise NotFoundError(
+            status=404,
+            method="GET",
+            path="/v2/workspaces/",
+            code="workspace_not_found",
+            message=f"no workspace with {what} (unknown or disabled)",
+        )
+    return ws
+
+
+@attrs.frozen
+class WorkspaceAuth:
+    """Authorizes a request with one sub-workspace's token, through the broker."""
+
+    broker: TokenBroker = attrs.field(repr=False)
+    workspace_id: int | None
+    ext_id: str | None
+
+    def cached(self) -> str | None:
+        ws = self.broker.cached_workspace(self.workspace_id, self.ext_id)
+        return None if ws is None else ws.token
+
+    async def token(self) -> str:
+        return (await _workspace(self.broker, self.workspace_id, self.ext_id)).token
+
+    async def invalidate(self, token: str) -> bool:
+        return await self.broker.workspace_refused(self.workspace_id, self.ext_id, token)
