@@ -3,6 +3,7 @@
 from ._retry import RetryPolicy
 from .client import Conduit
 from .errors import (
+    AmbiguousWorkspaceError,
     APIStatusError,
     AuthenticationError,
     BadRequestError,
@@ -50,6 +51,7 @@ __version__ = "0.1.0"
 __all__ = [
     "APIStatusError",
     "Account",
+    "AmbiguousWorkspaceError",
     "ApiToken",
     "AuthenticationError",
     "BadRequestError",

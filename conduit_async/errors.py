@@ -6,10 +6,12 @@ and where (method, path, field) but never carry a token: they end up in logs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
 __all__ = [
     "APIStatusError",
+    "AmbiguousWorkspaceError",
     "AuthenticationError",
     "BadRequestError",
     "ClientClosedError",
@@ -95,6 +97,23 @@ class OutcomeUnknownError(ConduitError):
         )
         self.endpoint = endpoint
         self.cause = cause
+
+
+class AmbiguousWorkspaceError(ConduitError, LookupError):
+    """More than one workspace has the `ext_id` a lookup named.
+
+    Conduit does not enforce that ext_ids are unique, so which workspace is
+    meant cannot be known: name it by id (`workspace_ids` lists the candidates).
+    """
+
+    def __init__(self, ext_id: str, workspace_ids: Iterable[int]) -> None:
+        self.ext_id = ext_id
+        self.workspace_ids = tuple(sorted(workspace_ids))
+        ids = ", ".join(str(i) for i in self.workspace_ids)
+        super().__init__(
+            f"ext_id {ext_id!r} belongs to more than one workspace (ids {ids}); "
+            "name the workspace by id"
+        )
 
 
 class APIStatusError(ConduitError):
