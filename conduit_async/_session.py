@@ -1,45 +1,65 @@
 """The async session: the one place bytes move.
 
-It owns (or borrows) one `aiohttp.ClientSession`, adds the bearer token the
-`Auth` gives it, retries what is safe to retry, maps failures to the error
-hierarchy, and reconciles POSTs whose outcome became unknown. It knows
-nothing of workspaces or companies.
+It owns (or borrows) one `aiohttp.ClientSession`, puts on each request the
+bearer token its `Auth` gives, and carries out what `_retry.decide` answers
+after each attempt: retry, pause, refresh the token, reconcile, or raise. It
+maps failures to the error hierarchy and knows nothing of workspaces or
+companies beyond the `Route` it is given.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from email.utils import parsedate_to_datetime
-from typing import Any
+from collections import Counter
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import attrs
+from yarl import URL
 
+from . import _json
 from ._auth import Auth
-from ._retry import RetryPolicy, parse_retry_after
+from ._retry import (
+    Attempt,
+    Done,
+    Pause,
+    Raise,
+    Reconcile,
+    RefreshToken,
+    Retry,
+    RetryPolicy,
+    decide,
+    parse_retry_after,
+)
 from .errors import (
     APIStatusError,
     ClientClosedError,
     ConduitError,
     ConduitTimeoutError,
+    ConfigurationError,
     OutcomeUnknownError,
+    RateLimitError,
     RedirectError,
     ResponseFormatError,
     TransportError,
     error_for_status,
 )
+from .routes import Reply, Route
 from .tokens import Clock
 
-__all__ = ["Reconcile", "Response", "Session"]
+__all__ = ["Lookup", "Session", "redact"]
 
 log = logging.getLogger("conduit_async")
+
+T = TypeVar("T")
+
+#: Looks for what a lost attempt of a create made: its reply, or None if there is none.
+Lookup = Callable[[], Awaitable["Reply[T] | None"]]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
@@ -48,69 +68,58 @@ _MAX_REDIRECTS = 5
 _TOKEN_FIELD = re.compile(
     r"""((?:"[A-Za-z_]*token"|'[A-Za-z_]*token')\s*:\s*)(?:"[^"]*"|'[^']*')""", re.IGNORECASE
 )
-_NO_BODY = object()
+# An Authorization header echoed back by a broken proxy or a malformed response.
+_BEARER = re.compile(r"(Bearer\s+)[^\s'\"\\,;]+", re.IGNORECASE)
+_ERROR_BODY_LIMIT = 64 * 1024
 
 
-@attrs.frozen
-class Response:
-    """A 2xx response, decoded.
+@attrs.define(eq=False)
+class _Counts:
+    """What the session has done, for `Conduit.stats()`."""
 
-    `sent_at` is the clock reading just before the request left (the earliest
-    moment the server can have acted), `date` the raw `Date` header: together
-    they let the token broker measure how far the server's clock is off.
-    """
-
-    status: int
-    data: Any
-    sent_at: float
-    date: str | None = None
-
-    @property
-    def server_date(self) -> float | None:
-        """The server's `Date` header in Unix seconds, or None if absent or unreadable."""
-        return _http_date(self.date) if self.date else None
-
-
-@functools.lru_cache(maxsize=16)
-def _http_date(text: str) -> float | None:
-    # Cached: the header changes once a second, while a batch reads it thousands of times.
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return when.timestamp() if when.tzinfo is not None else None
-
-
-#: Called after a POST's outcome became unknown: returns the object the lost
-#: attempt created (as a Response), or None if there is none and a retry is safe.
-Reconcile = Callable[[], Awaitable["Response | None"]]
+    requests: Counter[tuple[str, int | str]] = attrs.field(factory=Counter)
+    retries: Counter[str] = attrs.field(factory=Counter)
+    pauses: int = 0
+    paused_seconds: float = 0.0
 
 
 @attrs.define(eq=False)
 class Session:
     """Sends requests over one aiohttp session, created lazily inside the running loop.
 
-    `session`, when given, belongs to the caller and is never closed here.
-    `max_connections` sizes the connector (aiohttp's default of 100 would
-    silently queue bulk work at higher concurrency).
+    `http`, when given, is the caller's session: used as it is, never closed
+    here. Otherwise one is made on first use with a connector of
+    `max_connections`, and closed by `close()` or, if the event loop that
+    made it ends first (`asyncio.run` returning), by the loop's shutdown; the
+    next use in a new loop then makes a new one.
     """
 
-    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
-    timeout: float = 30.0
+    retry: RetryPolicy
+    timeout: float
+    max_connections: int
     clock: Clock = time.time
-    max_connections: int = 100
     max_response_bytes: int = 16 * 1024 * 1024
     user_agent: str = "conduit-async"
-    http: aiohttp.ClientSession | None = attrs.field(default=None, alias="session")
+    http: aiohttp.ClientSession | None = None
+    trace_configs: list[aiohttp.TraceConfig] | None = None
+    #: Values never to show in an error or log, whatever echoes them (the configured tokens).
+    secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
+    #: Called with the seconds of a pause a 429 imposed, so other processes can share it.
+    on_pause: Callable[[float], object] | None = None
 
     _owns_http: bool = attrs.field(init=False, default=False)
     _closed: bool = attrs.field(init=False, default=False)
+    #: The loop the session works in: set on first use, cleared when that loop ends.
+    _loop: asyncio.AbstractEventLoop | None = attrs.field(init=False, default=None)
+    _closer: AsyncGenerator[None, None] | None = attrs.field(init=False, default=None)
+    #: Retry waits under way: `close()` cuts them short.
+    _sleepers: set[asyncio.Future[None]] = attrs.field(init=False, factory=set)
     _paused_until: float = attrs.field(init=False, default=0.0)
     _timeout: aiohttp.ClientTimeout = attrs.field(init=False)
     #: Options only a borrowed session needs on each request (ours has them built in,
     #: and passing a timeout per request costs aiohttp a noticeable share of a call).
     _per_request: dict[str, Any] = attrs.field(init=False, factory=dict)
-    requests_sent: int = attrs.field(init=False, default=0)
+    counts: _Counts = attrs.field(init=False, factory=_Counts)
 
     def __attrs_post_init__(self) -> None:
         self._timeout = aiohttp.ClientTimeout(total=self.timeout)
@@ -122,6 +131,10 @@ class Session:
         return self._closed
 
     @property
+    def requests_sent(self) -> int:
+        return sum(self.counts.requests.values())
+
+    @property
     def connection_limit(self) -> int:
         """How many connections requests can use at once: a borrowed session's
         connector decides, otherwise `max_connections` (0 means no limit)."""
@@ -129,230 +142,418 @@ class Session:
             return self.http.connector.limit if self.http.connector else 0
         return self.max_connections
 
-    def _client(self) -> aiohttp.ClientSession:
+    async def _client(self) -> aiohttp.ClientSession:
+        """The aiohttp session to send with, made (or made again) in the running loop."""
         if self._closed:
             raise ClientClosedError("this Conduit client is closed; create a new one")
-        if self.http is None:
-            # aiohttp binds the session to the running loop: create it here, lazily,
-            # never at construction time (which may happen outside any loop).
-            connector = aiohttp.TCPConnector(
-                limit=self.max_connections, limit_per_host=0, ttl_dns_cache=300
-            )
-            self.http = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                headers={"User-Agent": self.user_agent, "Accept": "application/json"},
-            )
-            self._owns_http = True
-        elif self.http.closed:
+        loop = asyncio.get_running_loop()
+        http = self.http
+        if self._loop is not None and self._loop is not loop:
+            if self._owns_http and http is not None:
+                # The loop that made it ended without the shutdown that closes it.
+                raise ConfigurationError(
+                    "this Conduit client's session belongs to an event loop that has ended; "
+                    "create one Conduit client per event loop (or close it before the loop ends)"
+                )
+            if not self._owns_http:
+                raise ConfigurationError(
+                    "the aiohttp session given to Conduit belongs to another event loop; "
+                    "create the session and the Conduit client inside the loop that uses them"
+                )
+        if http is None:
+            http = await self._open()
+        elif http.closed:
             raise ClientClosedError("the aiohttp session given to Conduit has been closed")
-        return self.http
+        self._loop = loop
+        return http
+
+    async def _open(self) -> aiohttp.ClientSession:
+        # aiohttp binds a session to the running loop: made here, on first use, never at
+        # construction time (which may happen outside any loop).
+        connector = aiohttp.TCPConnector(
+            limit=self.max_connections, limit_per_host=0, ttl_dns_cache=300
+        )
+        http = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            headers={"User-Agent": self.user_agent, "Accept": "application/json"},
+            trace_configs=self.trace_configs,
+        )
+        # aiohttp resends an idempotent request once, silently, when a reused connection
+        # drops. The session must know of every resend (a DELETE resent after its lost
+        # first attempt was applied answers 404), so it does all of them itself.
+        http._retry_connection = False
+        self.http = http
+        self._owns_http = True
+        # An async generator, started and left suspended, is finalized by the loop's
+        # shutdown (`asyncio.run` calls `shutdown_asyncgens` while the loop still runs):
+        # its `finally` closes the session cleanly when the loop ends before `close()`,
+        # and a client made at module level works again in the next `asyncio.run`.
+        self._closer = self._close_with_loop(http)
+        await self._closer.__anext__()
+        return http
+
+    async def _close_with_loop(self, http: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            if self.http is http:
+                self.http = None
+                self._loop = None
+            await http.close()
 
     async def close(self) -> None:
-        """Close the aiohttp session if this client created it. Safe to call twice."""
+        """Close the aiohttp session if this client created it. Safe to call twice.
+
+        Requests under way end with `ClientClosedError`; so do retries waiting
+        for their turn.
+        """
         self._closed = True
-        if self._owns_http and self.http is not None and not self.http.closed:
-            await self.http.close()
+        for sleeper in list(self._sleepers):
+            sleeper.cancel()
+        http = self.http
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            if self._loop is not None and self._loop is not asyncio.get_running_loop():
+                return  # the loop that made the session is gone; it closed the session then
+            await closer.aclose()
+        if self._owns_http and http is not None and not http.closed:
+            await http.close()
 
     @property
     def paused_for(self) -> float:
         """Seconds left of a shared pause requested by a 429 (0 when not paused)."""
-        return max(0.0, self._paused_until - self.clock())
+        return max(0.0, self._paused_until - self.clock()) if self._paused_until else 0.0
 
-    def pause(self, seconds: float) -> None:
-        """Hold every request of this session for `seconds`: a 429 slows all workers."""
-        self._paused_until = max(self._paused_until, self.clock() + seconds)
+    def pause(self, seconds: float, *, shared: bool = True) -> None:
+        """Hold every request of this session for `seconds`: a 429 slows all workers.
+
+        `shared`: also tell `on_pause` (other processes); False for a pause
+        that came from them.
+        """
+        until = self.clock() + seconds
+        if until > self._paused_until:
+            self._paused_until = until
+            self.counts.pauses += 1
+            self.counts.paused_seconds += seconds
+        if shared and self.on_pause is not None:
+            self.on_pause(seconds)
+
+    async def _sleep(self, seconds: float, policy: RetryPolicy) -> None:
+        """The policy's sleep, cut short by `close()` (which then raises `ClientClosedError`)."""
+        sleeper = asyncio.ensure_future(policy.sleep(seconds))
+        self._sleepers.add(sleeper)
+        try:
+            await sleeper
+        except asyncio.CancelledError:
+            if self._closed and sleeper.cancelled() and not _cancelling():
+                raise ClientClosedError(
+                    "this Conduit client was closed while a request waited to retry"
+                ) from None
+            raise
+        finally:
+            self._sleepers.discard(sleeper)
+        if self._closed:
+            raise ClientClosedError("this Conduit client was closed while a request waited")
 
     async def request(
         self,
-        method: str,
+        route: Route[T],
         url: str,
-        *,
         auth: Auth,
-        endpoint: str,
-        json_body: Any = _NO_BODY,
+        *,
+        body: bytes | None = None,
         params: Mapping[str, str] | None = None,
-        reconcile: Reconcile | None = None,
-        idempotent: bool | None = None,
-    ) -> Response:
-        """Send one logical request, retrying as the policy allows.
+        lookup: Lookup[T] | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> Reply[T]:
+        """Send one call of `route` to `url`, carrying out `decide`'s answer after each attempt.
 
-        `endpoint` names the call in errors (`"POST /link/company/"`). GET and
-        DELETE are retried freely. A POST is retried only when it certainly
-        did not reach the server (connection refused, 429); when its outcome
-        is unknown (timeout, reset, 5xx) `reconcile` decides: it returns what
-        the lost attempt created, or None to allow a retry. Without
-        `reconcile` such a POST raises `OutcomeUnknownError` at once. A POST
-        that is safe to repeat (an update) passes `idempotent=True`.
-        A 401 makes the `Auth` drop the refused token; the request is then
-        retried once with a fresh one.
+        `lookup` finds what a lost attempt of a create made (routes with
+        `on_unknown="lookup"`). `policy` overrides the session's for this call.
         """
-        client = self._client()
-        if idempotent is None:
-            idempotent = method != "POST"
-        data = None if json_body is _NO_BODY else _dump(json_body)
-        policy = self.retry
-        attempt = 0
-        auth_retried = False
-        outcome_unknown = False
+        client = self.http
+        if client is None or self._closed or self._loop is not asyncio.get_running_loop():
+            client = await self._client()
+        policy = policy or self.retry
+        number = 0
+        unknown = False
+        token_refreshed = False
+        waited = 0.0
         while True:
-            wait = self._paused_until - self.clock()
-            if wait > 0:
-                await policy.sleep(wait)
-            token = auth.cached() or await auth.token()
-            attempt += 1
-            sent_at = self.clock()
-            self.requests_sent += 1
+            if self._paused_until:
+                wait = self._paused_until - self.clock()
+                if wait > 0:
+                    if policy.max_wait is not None and waited + wait > policy.max_wait:
+                        raise _paused_error(route, wait)
+                    await self._sleep(wait, policy)
+                    waited += wait
+            token = auth.cached() or await self._token(auth, route)
+            number += 1
+            sent_at = self.clock() if route.issues_token else 0.0
             try:
-                status, headers, body = await self._send(
-                    client, method, url, token, data, params, endpoint
+                status, headers, data = await self._send(client, route, url, token, body, params)
+            except TransportError as failure:
+                error: ConduitError = failure
+                attempt = Attempt(
+                    number, None, failure.sent, None, unknown, token_refreshed, waited
                 )
-            except TransportError as exc:
-                if not idempotent and exc.sent:
-                    outcome_unknown = True
-                    found = await self._reconcile(reconcile, endpoint, exc)
-                    if found is not None:
-                        return found
-                if attempt >= policy.attempts:
-                    raise
-                log.debug("%s: %s; retrying (attempt %d)", endpoint, exc, attempt)
-                await policy.sleep(policy.delay(attempt, None))
-                continue
-
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s -> %d (attempt %d)", endpoint, status, attempt)
-            if 200 <= status < 300:
-                # A DELETE documents no body: whatever a 2xx carries, the call succeeded.
-                data = None if method == "DELETE" else _load(body, endpoint)
-                return Response(status, data, sent_at, headers.get("Date"))
-            if status == 401 and not auth_retried and await auth.invalidate(token):
-                auth_retried = True
-                attempt -= 1  # a token refresh is not a retry of the request
-                continue
-
-            retry_after = None
-            if status in (429, 503):
-                retry_after = parse_retry_after(headers.get("Retry-After"), self.clock())
-            error = _error(status, headers, body, method, url, token, retry_after)
-            if status == 409 and outcome_unknown:
-                # An earlier attempt that we lost track of created it.
-                found = await self._reconcile(reconcile, endpoint, error)
-                if found is not None:
-                    return found
-                raise error
-            if not policy.retries_status(status):
-                raise error
-            if not idempotent and status != 429:
-                outcome_unknown = True
-                found = await self._reconcile(reconcile, endpoint, error)
-                if found is not None:
-                    return found
-            if attempt >= policy.attempts:
-                raise error
-            delay = policy.delay(attempt, retry_after)
-            if status == 429:
-                self.pause(delay)
+                self.counts.requests[route.endpoint, "transport"] += 1
             else:
-                await policy.sleep(delay)
-            log.debug("%s: %d; retrying in %.2f s", endpoint, status, delay)
+                if 200 <= status < 300:
+                    self.counts.requests[route.endpoint, status] += 1
+                    return Reply(route.parse(data, route.endpoint), sent_at, headers.get("Date"))
+                retry_after = None
+                if status == 429 or status == 503:
+                    retry_after = parse_retry_after(headers.get("Retry-After"), self.clock())
+                error = _error(route, status, data, url, self._secrets(token), retry_after)
+                attempt = Attempt(
+                    number, status, True, retry_after, unknown, token_refreshed, waited
+                )
+                self.counts.requests[route.endpoint, status] += 1
+
+            decision = decide(
+                attempt,
+                policy,
+                method=route.method,
+                idempotent=route.idempotent,
+                can_reconcile=lookup is not None,
+            )
+            if _maybe_applied(attempt):
+                unknown = True  # from now on, this request may already have been applied
+            if isinstance(decision, Reconcile):
+                found = await self._reconcile(route, lookup, error, policy)
+                if found is not None:
+                    return found
+                decision = decision.then
+            if isinstance(decision, Done):  # a DELETE whose lost attempt did it
+                return Reply(route.parse(None, route.endpoint), sent_at, None)
+            if isinstance(decision, RefreshToken):
+                if await auth.invalidate(token):
+                    token_refreshed = True
+                    number -= 1  # a token refresh is not a retry of the request
+                    self.counts.retries["token"] += 1
+                    continue
+                raise error
+            if isinstance(decision, Raise):
+                if decision.unknown:
+                    if route.settles and route.on_unknown == "raise":
+                        # Whoever looks next (a provisioning retry) must see its fate.
+                        await self._settle(policy)
+                    raise OutcomeUnknownError(route.endpoint, error)
+                raise error
+            if isinstance(decision, Pause):
+                self.pause(decision.delay)
+                cause = "rate_limit"
+            else:
+                assert isinstance(decision, Retry)
+                await self._sleep(decision.delay, policy)
+                waited += decision.delay
+                cause = "transport" if attempt.status is None else str(attempt.status)
+            self.counts.retries[cause] += 1
+            log.debug("%s: %s; retrying (attempt %d)", route.endpoint, error, number)
+
+    async def _token(self, auth: Auth, route: Route[Any]) -> str:
+        try:
+            return await auth.token()
+        except TransportError as exc:
+            # Name the call the user made, not the token fetch that served it.
+            raise TransportError(
+                route.endpoint, f"could not get a token for this call: {exc.detail}", sent=False
+            ) from None
 
     async def _reconcile(
-        self, reconcile: Reconcile | None, endpoint: str, cause: ConduitError
-    ) -> Response | None:
-        if reconcile is None:
-            raise OutcomeUnknownError(endpoint, cause) from cause
+        self, route: Route[T], lookup: Lookup[T] | None, cause: ConduitError, policy: RetryPolicy
+    ) -> Reply[T] | None:
+        """Look for what a lost attempt made; once more after it settled, if it may still land."""
+        assert lookup is not None
         try:
-            return await reconcile()
+            found = await lookup()
+            if found is None and route.settles:
+                await self._settle(policy)
+                found = await lookup()
+        except ClientClosedError:
+            raise
         except ConduitError as exc:
-            raise OutcomeUnknownError(endpoint, cause) from exc
+            raise OutcomeUnknownError(route.endpoint, cause) from exc
+        return found
+
+    async def _settle(self, policy: RetryPolicy) -> None:
+        delay = policy.settle_delay if policy.settle_delay is not None else self.timeout
+        await self._sleep(delay, policy)
+
+    def _secrets(self, token: str) -> tuple[str, ...]:
+        return (token, *self.secrets)
 
     async def _send(
         self,
         client: aiohttp.ClientSession,
-        method: str,
+        route: Route[Any],
         url: str,
         token: str,
-        data: bytes | None,
+        body: bytes | None,
         params: Mapping[str, str] | None,
-        endpoint: str,
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        headers = {"Authorization": f"Bearer {token}"}
-        if data is not None:
+    ) -> tuple[int, Mapping[str, str], Any]:
+        """One attempt: (status, headers, data). `data` is the decoded JSON of a 2xx
+        and the raw body excerpt of anything else. Failures are `TransportError`s
+        whose messages hold no token, and whose chain holds nothing that does."""
+        headers = {"Authorization": "Bearer " + token}
+        if body is not None:
             headers["Content-Type"] = "application/json"
+        method = route.method
+        failure: ConduitError
         try:
             for _ in range(_MAX_REDIRECTS + 1):
-                async with client.request(
+                resp = await client.request(
                     method,
                     url,
-                    data=data,
+                    data=body,
                     params=params,
                     headers=headers,
                     allow_redirects=False,
                     **self._per_request,
-                ) as resp:
+                )
+                try:
+                    status = resp.status
+                    if status < 300 or status >= 400 or status not in _REDIRECTS:
+                        if 200 <= status < 300:
+                            return status, resp.headers, await self._json(resp, route)
+                        return status, resp.headers, await _excerpt(resp)
                     location = resp.headers.get("Location")
-                    if resp.status not in _REDIRECTS or not location:
-                        return resp.status, resp.headers, await self._read(resp, endpoint)
-                target = urljoin(url, location)
-                refusal = None
-                if _origin(target) != _origin(url):
-                    # Following would hand the bearer token to another host.
-                    refusal = (
-                        f"refused to follow a redirect to another origin "
-                        f"({_origin(target)}): the Authorization header would leak"
-                    )
-                elif resp.status in (301, 302, 303) and method != "GET":
-                    refusal = f"refused to follow a redirect that would turn a {method} into a GET"
-                if refusal is not None:
-                    raise RedirectError(
-                        status=resp.status, method=method, path=urlsplit(url).path, message=refusal
-                    )
-                url = target
+                    if not location:
+                        return status, resp.headers, await _excerpt(resp)
+                finally:
+                    resp.release()
+                url = _follow(url, location, status, method)
             raise RedirectError(
-                status=resp.status,
+                status=status,
                 method=method,
                 path=urlsplit(url).path,
                 message=f"more than {_MAX_REDIRECTS} redirects",
             )
+        except (ConduitError, asyncio.CancelledError):
+            if self._closed and not _cancelling():
+                failure = _closed_error(route)
+            else:
+                raise
         except asyncio.TimeoutError as exc:
             connect_only = isinstance(exc, aiohttp.ConnectionTimeoutError)
-            raise ConduitTimeoutError(
-                endpoint, f"timed out after {self.timeout:g} s", sent=not connect_only
-            ) from None
+            failure = ConduitTimeoutError(
+                route.endpoint, f"timed out after {self.timeout:g} s", sent=not connect_only
+            )
         except aiohttp.ClientConnectorError as exc:
-            raise TransportError(endpoint, f"cannot connect: {exc.os_error}", sent=False) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise TransportError(endpoint, f"{type(exc).__name__}: {exc}") from None
+            failure = TransportError(
+                route.endpoint,
+                self._scrub(f"cannot connect: {exc.os_error}", token),
+                sent=False,
+            )
+        except (aiohttp.ClientError, OSError, ValueError, RuntimeError) as exc:
+            if self._closed:
+                failure = _closed_error(route)
+            else:
+                # A malformed response can echo the request, Authorization header and all:
+                # only a scrubbed summary of the cause is kept, never the cause itself.
+                failure = TransportError(
+                    route.endpoint, self._scrub(f"{type(exc).__name__}: {exc}", token)
+                )
+        # Raised here, outside the `except` blocks, so that no `__context__` chain leads
+        # back to aiohttp's exception (whose request_info carries the headers).
+        raise failure
 
-    async def _read(self, resp: aiohttp.ClientResponse, endpoint: str) -> bytes:
-        """The body, refusing to hold more than `max_response_bytes` in memory.
+    def _scrub(self, text: str, token: str) -> str:
+        return redact(_BEARER.sub(r"\1<redacted>", text), *self._secrets(token))
 
-        An error body is only ever shown as an excerpt, so a huge one is cut
-        short rather than refused: a 5xx stays a `ServerError`.
-        """
-        if not 200 <= resp.status < 300:
-            return await _excerpt(resp)
+    async def _json(self, resp: aiohttp.ClientResponse, route: Route[Any]) -> Any:
+        """The body, decoded, refusing to hold more than `max_response_bytes` in memory."""
+        if route.method == "DELETE":
+            return None
         limit = self.max_response_bytes
         length = resp.content_length
-        if length is not None:
-            if length > limit:
-                raise ResponseFormatError(endpoint, f"body of {length} bytes is over {limit}")
-            if _plain(resp):
-                return await resp.read()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_chunked(1 << 16):
-            size += len(chunk)
-            if size > limit:
-                raise ResponseFormatError(endpoint, f"body is over {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        if length is not None and length > limit:
+            raise ResponseFormatError(route.endpoint, f"body of {length} bytes is over {limit}")
+        if length is not None and _plain(resp):
+            raw = await resp.read()
+        else:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                size += len(chunk)
+                if size > limit:
+                    raise ResponseFormatError(route.endpoint, f"body is over {limit} bytes")
+                chunks.append(chunk)
+            raw = b"".join(chunks)
+        if not raw.strip():
+            return None
+        try:
+            return _json.loads(raw)
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than json decodes
+            # The body itself is left out: a truncated company response holds a token.
+            raise ResponseFormatError(
+                route.endpoint, f"body is not valid JSON ({len(raw)} bytes)"
+            ) from None
 
 
-_ERROR_BODY_LIMIT = 64 * 1024
+def _follow(url: str, location: str, status: int, method: str) -> str:
+    """Where a redirect leads, if following it is safe; else `RedirectError`."""
+    refusal = None
+    try:
+        target = urljoin(url, location)
+        parts = URL(target)
+        origin = _origin(parts)
+        if parts.user is not None or parts.password is not None:
+            refusal = "refused to follow a redirect to a URL with credentials in it"
+        elif origin != _origin(URL(url)):
+            # Following would hand the bearer token to another host.
+            refusal = (
+                f"refused to follow a redirect to another origin ({origin[0]}://{origin[1]}"
+                f"{'' if origin[2] is None else ':' + str(origin[2])}): "
+                "the Authorization header would leak"
+            )
+        elif status in (301, 302, 303) and method != "GET":
+            refusal = f"refused to follow a redirect that would turn a {method} into a GET"
+    except ValueError:
+        refusal = "refused to follow a redirect to a malformed URL"
+    if refusal is not None:
+        raise RedirectError(status=status, method=method, path=urlsplit(url).path, message=refusal)
+    return target
+
+
+def _origin(url: URL) -> tuple[str, str, int | None]:
+    return url.scheme, (url.host or "").lower(), url.port
+
+
+def _maybe_applied(attempt: Attempt) -> bool:
+    """Whether the server may have acted on an attempt that failed."""
+    status = attempt.status
+    if status is None:
+        return attempt.sent
+    return status >= 500 or status == 408
+
+
+def _cancelling() -> bool:
+    """Whether the current task is being cancelled by someone (not merely woken by
+    `close()` cancelling what it awaited). Python 3.10 cannot tell: assume not."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling()) if cancelling is not None else False
+
+
+def _closed_error(route: Route[Any]) -> ClientClosedError:
+    return ClientClosedError(f"{route.endpoint}: this Conduit client was closed during the call")
+
+
+def _paused_error(route: Route[Any], wait: float) -> RateLimitError:
+    return RateLimitError(
+        retry_after=wait,
+        status=429,
+        method=route.method,
+        path="/" + route.api + "/" + route.path,
+        message=f"rate limited: requests are paused for {wait:.1f} s more, past max_wait",
+    )
 
 
 async def _excerpt(resp: aiohttp.ClientResponse) -> bytes:
+    """At most 64 KiB of an error body: a 5xx with a huge body is still a `ServerError`."""
     length = resp.content_length
     if length is not None and length <= _ERROR_BODY_LIMIT and _plain(resp):
         return await resp.read()
@@ -372,62 +573,40 @@ def _plain(resp: aiohttp.ClientResponse) -> bool:
     return resp.headers.get("Content-Encoding", "identity").strip().lower() == "identity"
 
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def _dump(body: Any) -> bytes:
-    return _encode(body).encode()
-
-
-def _load(body: bytes, endpoint: str) -> Any:
-    if not body.strip():
-        return None
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nested deeper than json decodes
-        # The body itself is left out: a truncated company response holds a token.
-        raise ResponseFormatError(endpoint, f"body is not valid JSON ({len(body)} bytes)") from None
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
-
-
 def _error(
+    route: Route[Any],
     status: int,
-    headers: Mapping[str, str],
     body: bytes,
-    method: str,
     url: str,
-    token: str,
+    secrets: tuple[str, ...],
     retry_after: float | None,
 ) -> APIStatusError:
     # Redact before any cut: a cut made first could leave a token's head in the excerpt.
-    text = redact(body.decode("utf-8", errors="replace"), token)
+    text = redact(body.decode("utf-8", errors="replace"), *secrets)
     code = message = None
     try:
-        payload = json.loads(body) if body else None
+        payload = _json.loads(body) if body else None
     except (ValueError, RecursionError):
         payload = None
     if isinstance(payload, dict):
         raw_code, raw_message = payload.get("code"), payload.get("message")
-        code = None if raw_code is None else redact(str(raw_code), token)[:200]
-        message = None if raw_message is None else redact(str(raw_message), token)[:1000]
+        code = None if raw_code is None else redact(str(raw_code), *secrets)[:200]
+        message = None if raw_message is None else redact(str(raw_message), *secrets)[:1000]
     return error_for_status(
         status=status,
-        method=method,
+        method=route.method,
         path=urlsplit(url).path,
         code=code,
         message=message,
         body=text,
         retry_after=retry_after,
+        api=route.api,
     )
 
 
-def redact(text: str, token: str | None = None) -> str:
+def redact(text: str, *secrets: str) -> str:
     """Hide token values in text that may reach a message or a log."""
-    if token:
-        text = text.replace(token, "<redacted>")
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
     return _TOKEN_FIELD.sub(r'\1"<redacted>"', text)

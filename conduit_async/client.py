@@ -7,25 +7,29 @@ aiohttp session and one token broker.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import os
 import random
+import re
 import time
+from collections.abc import Awaitable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
+import attrs
 
-from . import _validate
-from ._auth import StaticAuth
+from . import _json, _validate
+from ._auth import Auth, StaticAuth
 from ._retry import RetryPolicy
-from ._session import Session
+from ._session import Lookup, Session
 from .errors import ConfigurationError, ValidationError
-from .models import Company
 from .resources.companies import Companies, CompanyView
 from .resources.dashboards import Dashboards
 from .resources.workspaces import Workspaces, WorkspaceView
+from .routes import Reply, Route
 from .tokens import Clock, InMemoryTokenStore, TokenBroker, TokenLease, TokenStore
 
 if TYPE_CHECKING:
@@ -46,6 +50,8 @@ DEFAULT_TIMEOUT = 30.0
 #: The connector's size (aiohttp's own default, stated here so every layer shares it).
 DEFAULT_MAX_CONNECTIONS = 100
 
+T = TypeVar("T")
+
 
 class Conduit:
     """The Conduit API client: v2 (workspaces, dashboards) and Link (companies).
@@ -61,6 +67,11 @@ class Conduit:
     `clock` (Unix seconds) is injectable for tests, as is the retry policy's
     sleep. A base URL that is not HTTPS is refused unless its host is
     loopback or `allow_insecure=True`: the bearer token would travel in clear.
+    `trace_configs` go to the aiohttp session the client makes.
+
+    A client belongs to one event loop at a time. One made at module level
+    and used in `asyncio.run(...)` is cleaned up when that loop ends, and
+    works again in a later `asyncio.run`.
     """
 
     def __init__(
@@ -80,10 +91,13 @@ class Conduit:
         allow_insecure: bool = False,
         max_response_bytes: int = 16 * 1024 * 1024,
         seed: int | None = None,
+        trace_configs: list[aiohttp.TraceConfig] | None = None,
     ) -> None:
         env = os.environ
         token = token if token is not None else env.get("CONDUIT_TOKEN") or None
         link_token = link_token if link_token is not None else env.get("CONDUIT_LINK_TOKEN") or None
+        _check_token(token, "token (CONDUIT_TOKEN)")
+        _check_token(link_token, "link_token (CONDUIT_LINK_TOKEN)")
         self.base_url = _base_url(
             base_url or env.get("CONDUIT_BASE_URL") or DEFAULT_BASE_URL, allow_insecure
         )
@@ -101,21 +115,46 @@ class Conduit:
         self._session = Session(
             retry=retry or RetryPolicy(),
             timeout=timeout,
-            clock=self.clock,
             max_connections=max_connections,
+            clock=self.clock,
             max_response_bytes=max_response_bytes,
-            session=session,
+            http=session,
+            trace_configs=list(trace_configs) if trace_configs else None,
+            secrets=tuple(t for t in (token, link_token) if t),
         )
-        self.workspaces = Workspaces(self)
-        self.dashboards = Dashboards(self, self._org_auth)
-        self.companies = Companies(self)
+        self._policy: RetryPolicy | None = None
         self.tokens = TokenBroker(
             fetch_company=self._fetch_company_lease,
-            list_workspaces=self.workspaces.list,
+            list_workspaces=self._list_workspaces,
             clock=self.clock,
             store=token_store or InMemoryTokenStore(token_cache_size),
             rng=random.Random(seed),
         )
+        self._bind()
+
+    def _bind(self) -> None:
+        self._bases = {"v2": self.base_url, "link": self.link_base_url}
+        self._auths: dict[str, Auth] = {
+            "organization": self._org_auth,
+            "link_app": self._link_auth,
+        }
+        self.workspaces = Workspaces(self)
+        self.dashboards = Dashboards(self, self._org_auth)
+        self.companies = Companies(self)
+
+    def with_options(self, *, max_wait: float | None) -> Conduit:
+        """This client with other call options, sharing its session and token cache.
+
+        `max_wait`: the seconds one call may spend waiting for retries and
+        429 pauses before it fails (a `RateLimitError` with `retry_after`):
+        for a request a person is waiting on, e.g.
+        `await conduit.with_options(max_wait=0.5).company(t).connect_url(i)`.
+        Cheap to make per call; close only the client it came from.
+        """
+        view = copy.copy(self)
+        view._policy = attrs.evolve(self.retry, max_wait=max_wait)
+        view._bind()
+        return view
 
     def workspace(
         self, workspace_id: int | None = None, *, ext_id: str | None = None
@@ -147,7 +186,7 @@ class Conduit:
     @property
     def retry(self) -> RetryPolicy:
         """How requests are retried; bulk provisioning spaces its row retries by it too."""
-        return self._session.retry
+        return self._policy or self._session.retry
 
     @property
     def paused_for(self) -> float:
@@ -182,24 +221,63 @@ class Conduit:
     def __repr__(self) -> str:
         return f"Conduit(base_url={self.base_url!r}, link_base_url={self.link_base_url!r})"
 
-    # -- wiring for the resources and the broker (not public) -------------------
+    # -- the request verb the resources are built on ----------------------------------
 
-    def _v2(self, path: str) -> str:
-        return self.base_url + path
+    def request(
+        self,
+        route: Route[T],
+        *,
+        auth: Auth | None = None,
+        json: object = None,
+        params: Mapping[str, str] | None = None,
+        lookup: Lookup[T] | None = None,
+        **path: object,
+    ) -> Awaitable[Reply[T]]:
+        """Send one call of `route` (see `conduit_async.routes`): retried, mapped to
+        typed errors, its answer parsed.
 
-    def _link(self, path: str) -> str:
-        return self.link_base_url + path
+        `path` fills the route's placeholders (already validated by the
+        caller). `auth` is required for routes of a workspace or a company;
+        the configured tokens serve the others. `json` is the body (None: no
+        body). `lookup` finds what a lost create made.
+        """
+        url = self._bases[route.api] + (route.path.format(**path) if path else route.path)
+        return self._session.request(
+            route,
+            url,
+            auth or self._auths[route.scope],
+            body=None if json is None else _json.dumps(json),
+            params=params,
+            lookup=lookup,
+            policy=self._policy,
+        )
 
-    def _remember_company(self, company: Company, lease: TokenLease) -> None:
-        self.tokens.remember_company(company.id, lease)
+    # -- wiring for the broker ---------------------------------------------------------
 
     async def _fetch_company_lease(self, company_id: str) -> TokenLease:
-        _, lease = await self.companies._get(company_id)
-        return lease
+        return await self.companies.fetch_lease(company_id)
+
+    async def _list_workspaces(self) -> Any:
+        return await self.workspaces.list()
+
+
+def _check_token(value: str | None, name: str) -> None:
+    if value is not None and (not value.isprintable() or not value.isascii()):
+        # A CR or LF would split the Authorization header; never echo the value.
+        raise ConfigurationError(
+            f"{name} holds control or non-ASCII characters (a stray newline?); "
+            "it cannot go into an HTTP header"
+        )
 
 
 def _base_url(url: str, allow_insecure: bool) -> str:
     parts = url.split("://", 1)
+    if len(parts) == 2 and "@" in re.split(r"[/?#]", parts[1], maxsplit=1)[0]:
+        # Never echoed: the part before '@' is a password.
+        raise ConfigurationError(
+            "a base URL must not hold a user name or password (user:password@host); "
+            "the API authenticates with bearer tokens"
+        )
     if len(parts) != 2 or parts[0] not in ("http", "https") or not parts[1].split("/", 1)[0]:
         raise ConfigurationError(f"base URL must be an http(s) URL, not {url!r}")
     if parts[0] == "http" and not allow_insecure and not _is_loopback(parts[1]):

@@ -74,6 +74,7 @@ class TransportError(ConduitError):
     def __init__(self, endpoint: str, detail: str, *, sent: bool = True) -> None:
         super().__init__(f"{endpoint}: {detail}")
         self.endpoint = endpoint
+        self.detail = detail
         #: False only when the failure happened before any byte left, so the
         #: server cannot have acted on it.
         self.sent = sent
@@ -222,10 +223,16 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
     for code in cls.status_codes
 }
 
-_PERMISSION_HINTS = {
-    "organization": "the organization name may not be configured in the Conduit web app",
-    "white": "White-label may not be configured in the Conduit web app",
+_WRONG_KIND = {
+    "v2": "the token may be of the wrong kind (scope) for this call: the v2 API takes the "
+    "organization token or a workspace's token, not a Link APP or company token",
+    "link": "the token may be of the wrong kind (scope) for this call: company management "
+    "takes the Link APP token, a company's own calls its company token",
 }
+_PERMISSION_HINTS = (
+    ("organization", "the organization name may not be configured in the Conduit web app"),
+    ("white", "White-label may not be configured in the Conduit web app"),
+)
 
 
 def error_for_status(
@@ -237,15 +244,17 @@ def error_for_status(
     message: str | None,
     body: str,
     retry_after: float | None = None,
+    api: str | None = None,
 ) -> APIStatusError:
     """Build the exception for a non-2xx response: the class comes from the status alone,
-    so any body shape (HTML, empty, JSON of another shape) still maps correctly."""
+    so any body shape (HTML, empty, JSON of another shape) still maps correctly.
+    `api` ("v2" or "link") sharpens the hint of a 403."""
     cls = _BY_STATUS.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else APIStatusError
     hint = None
     if cls is PermissionDeniedError:
-        hint = _permission_hint(code, message, body)
+        hint = _permission_hint(code, message, body, api)
     if cls is RateLimitError:
         return RateLimitError(
             retry_after=retry_after,
@@ -261,14 +270,19 @@ def error_for_status(
     )
 
 
-def _permission_hint(code: str | None, message: str | None, body: str) -> str:
+def _permission_hint(code: str | None, message: str | None, body: str, api: str | None) -> str:
     text = " ".join(filter(None, (code, message, body[:512]))).lower()
-    for needle, hint in _PERMISSION_HINTS.items():
+    wrong_kind = _WRONG_KIND.get(api or "", "the token may be of the wrong kind (scope)")
+    if "token" in text:  # the server says the token is what it refuses
+        return wrong_kind
+    for needle, hint in _PERMISSION_HINTS:
         if needle in text:
             return hint
+    if api == "link":
+        return wrong_kind
     return (
-        "check that the organization name and White-label are configured in the Conduit "
-        "web app, and that the token is of the right scope for this call"
+        f"{wrong_kind}; otherwise check that the organization name and White-label are "
+        "configured in the Conduit web app"
     )
 
 

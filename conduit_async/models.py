@@ -9,8 +9,10 @@ add fields at any time. Token fields are left out of `repr()` (and so `str()`).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import date, datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
@@ -32,6 +34,8 @@ __all__ = [
     "Workspace",
     "converter",
     "parse",
+    "parse_list",
+    "parser",
 ]
 
 T = TypeVar("T")
@@ -168,6 +172,16 @@ def _parse_unix(value: Any, _: type) -> datetime:
         raise ValueError(f"timestamp out of range: {value!r}") from exc
 
 
+def _token(value: Any, _: type = str) -> str:
+    """A bearer token as issued: text that can go into an HTTP header as it is."""
+    if type(value) is not str:
+        raise TypeError(f"expected str, got {type(value).__name__}")
+    if not value or not value.isprintable() or not value.isascii():
+        # CR/LF would split the header; aiohttp would refuse it with a bare ValueError.
+        raise ValueError("not a usable token (empty, or control or non-ASCII characters)")
+    return value
+
+
 def _format_iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
@@ -219,7 +233,15 @@ def _make_converter(*, detailed_validation: bool = True) -> cattrs.Converter:
     # expires_at is a Unix timestamp on the wire, unlike every other datetime.
     conv.register_structure_hook(
         ApiToken,
-        make_dict_structure_fn(ApiToken, conv, expires_at=override(struct_hook=_parse_unix)),
+        make_dict_structure_fn(
+            ApiToken,
+            conv,
+            token=override(struct_hook=_token),
+            expires_at=override(struct_hook=_parse_unix),
+        ),
+    )
+    conv.register_structure_hook(
+        Workspace, make_dict_structure_fn(Workspace, conv, token=override(struct_hook=_token))
     )
     conv.register_unstructure_hook(
         ApiToken,
@@ -237,6 +259,153 @@ converter = _make_converter()
 # The same rules without detailed validation: about twice as fast on the happy path.
 # A failure is structured again by `converter`, only to describe it.
 _fast = _make_converter(detailed_validation=False)
+
+
+# -- the happy path, by hand -------------------------------------------------------------
+#
+# cattrs builds a structuring function per class that is correct but, per call, costs
+# several times what these do (they are the bulk of a request's client-side work). Each
+# accepts only exactly what the cattrs rules accept; anything else (a missing field, a
+# wrong type, a value out of range) makes it raise, and the converter then structures the
+# data again, to refuse it with a precise message or accept what these did not expect.
+# tests/test_models.py checks both paths agree on generated data.
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso(value: str) -> datetime:
+    # Cached: a batch sees the same second many times over.
+    return _parse_iso(value, datetime)
+
+
+def _text(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is not None and type(value) is not str:
+        raise TypeError
+    return value
+
+
+def _whole(value: Any) -> int:
+    if type(value) is not int:
+        raise TypeError
+    return value
+
+
+def _fast_company(d: dict[str, Any]) -> Company:
+    page = d["link_page"]
+    token = d["api_token"]
+    enabled = page["enabled"]
+    expires = token["expires_at"]
+    if type(enabled) is not bool or type(expires) not in (int, float):
+        raise TypeError
+    return Company(
+        _text(d["id"]),
+        _optional_text(d["name"]),
+        _iso(_text(d["created_at"])),
+        LinkPage(_optional_text(page["url"]), enabled),
+        ApiToken(_token(token["token"]), datetime.fromtimestamp(expires, tz=timezone.utc)),
+    )
+
+
+def _fast_workspace(d: dict[str, Any]) -> Workspace:
+    return Workspace(
+        _whole(d["id"]), _text(d["name"]), _token(d["token"]), _optional_text(d.get("ext_id"))
+    )
+
+
+def _fast_dashboard(d: dict[str, Any]) -> Dashboard:
+    return Dashboard(_whole(d["id"]), _text(d["name"]))
+
+
+def _ident_fast(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return str(value)
+    raise TypeError
+
+
+def _fast_account(d: dict[str, Any]) -> Account:
+    return Account(
+        _ident_fast(d["id"]), _optional_text(d.get("name")), _optional_text(d.get("native_id"))
+    )
+
+
+def _fast_credential(d: dict[str, Any]) -> Credential:
+    created = d.get("created_at")
+    accounts = d.get("accounts", [])
+    if type(accounts) is not list:
+        raise TypeError
+    return Credential(
+        _ident_fast(d["id"]),
+        _optional_text(d.get("name")),
+        None if created is None else _iso(_text(created)),
+        [_fast_account(a) for a in accounts],
+    )
+
+
+def _fast_integration(d: dict[str, Any]) -> Integration:
+    credentials = d.get("credentials", [])
+    if type(credentials) is not list:
+        raise TypeError
+    return Integration(
+        _ident_fast(d["id"]), _text(d["name"]), [_fast_credential(c) for c in credentials]
+    )
+
+
+_FAST: dict[type, Callable[[dict[str, Any]], Any]] = {
+    Company: _fast_company,
+    Workspace: _fast_workspace,
+    Dashboard: _fast_dashboard,
+    Integration: _fast_integration,
+}
+
+
+_PARSERS: dict[Any, Callable[[Any, str], Any]] = {}
+
+
+def parser(target: type[T]) -> Callable[[Any, str], T]:
+    """A function `(data, endpoint) -> target` for a model class or `list[Model]`.
+
+    It raises `ResponseFormatError` exactly as `parse` and `parse_list` do;
+    for the hot models it first tries a hand-written happy path.
+    """
+    made = _PARSERS.get(target)
+    if made is None:
+        made = _PARSERS[target] = _make_parser(target)
+    return made
+
+
+def _make_parser(target: Any) -> Callable[[Any, str], Any]:
+    if get_origin(target) is list:
+        (cls,) = get_args(target)
+        item = _FAST.get(cls)
+
+        def parse_many(data: Any, endpoint: str) -> Any:
+            if item is not None and type(data) is list:
+                try:
+                    return [item(d) for d in data]
+                except Exception:
+                    pass
+            return parse_list(data, cls, endpoint)
+
+        return parse_many
+    fast = _FAST.get(target)
+
+    def parse_one(data: Any, endpoint: str) -> Any:
+        if fast is not None and type(data) is dict:
+            try:
+                return fast(data)
+            except Exception:
+                pass
+        return parse(data, target, endpoint)
+
+    return parse_one
 
 
 def parse(data: Any, cls: type[T], endpoint: str) -> T:

@@ -216,6 +216,9 @@ class TokenBroker:
     _ws_by_id: dict[int, Workspace] = attrs.field(init=False, factory=dict, repr=False)
     _ws_by_ext: dict[str, Workspace] = attrs.field(init=False, factory=dict, repr=False)
     _closed: bool = attrs.field(init=False, default=False, repr=False)
+    #: Whether a full listing has been seen: a workspace missing from the cache is then
+    #: missing from the organization (as of that listing, kept up to date by creates).
+    workspaces_listed: bool = attrs.field(init=False, default=False)
     _background: int = attrs.field(init=False, default=0, repr=False)
 
     # -- company tokens -------------------------------------------------------
@@ -327,6 +330,7 @@ class TokenBroker:
         self._ws_by_id.clear()
         self._ws_by_ext.clear()
         self.remember_workspaces(workspaces)
+        self.workspaces_listed = True
 
     def forget_workspace(self, workspace_id: int) -> None:
         """Drop a workspace the SDK disabled: its token no longer works."""

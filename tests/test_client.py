@@ -70,12 +70,15 @@ async def test_list_workspaces(conduit: Conduit, http: Recorder) -> None:
 
 
 async def test_create_workspace(conduit: Conduit, http: Recorder) -> None:
+    # An ext_id is checked against a listing first: Conduit does not keep them unique.
+    http.get(V2 + "workspaces/", payload=[workspace_json(1, "ws-SECRET-1", ext_id="other")])
     http.post(
         V2 + "workspaces/", status=201, payload=workspace_json(3, "ws-SECRET-3", ext_id="crm1")
     )
     workspace = await conduit.workspaces.create("Workspace 3", ext_id="crm1")
     assert workspace == Workspace(id=3, name="Workspace 3", ext_id="crm1", token="ws-SECRET-3")
-    sent = only(http)
+    assert [s.method for s in http.sent] == ["GET", "POST"]
+    sent = http.sent[-1]
     assert (sent.method, sent.url, sent.token) == ("POST", V2 + "workspaces/", ORG_TOKEN)
     assert sent.headers["Content-Type"] == "application/json"
     assert sent.json == {"name": "Workspace 3", "ext_id": "crm1"}

@@ -519,6 +519,7 @@ async def test_company_create_is_retried_when_the_connection_was_refused(
 async def test_workspace_create_with_ext_id_reconciles_by_listing(
     conduit: Conduit, http: Recorder, failure: dict[str, Any]
 ) -> None:
+    http.get(V2 + "workspaces/", payload=[workspace_json(1, "ws-SECRET-1", ext_id="other")])
     http.post(V2 + "workspaces/", **failure)
     http.get(
         V2 + "workspaces/",
@@ -530,26 +531,38 @@ async def test_workspace_create_with_ext_id_reconciles_by_listing(
     http.get(V2 + "dashboards/", payload=[])
     workspace = await conduit.workspaces.create("CRM", ext_id="crm1")
     assert (workspace.id, workspace.ext_id, workspace.token) == (2, "crm1", "ws-SECRET-2")
-    assert trail(http) == [("POST", "/v2/workspaces/"), ("GET", "/v2/workspaces/")]
+    assert trail(http) == [
+        ("GET", "/v2/workspaces/"),  # is the ext_id free?
+        ("POST", "/v2/workspaces/"),
+        ("GET", "/v2/workspaces/"),  # the lost attempt's workspace
+    ]
     # The reconciled workspace's token is used for its own calls, without another listing.
     await conduit.workspace(ext_id="crm1").dashboards.list()
     assert trail(http)[-1] == ("GET", "/v2/dashboards/")
     assert http.sent[-1].token == "ws-SECRET-2"
 
 
-async def test_workspace_create_with_ext_id_retries_when_the_listing_lacks_it(
-    conduit: Conduit, http: Recorder
+async def test_workspace_create_with_ext_id_retries_only_after_the_lost_attempt_settled(
+    conduit: Conduit, http: Recorder, vt: VirtualTime
 ) -> None:
+    # "Not found" right after a lost attempt proves nothing: the server may still be
+    # working on it. Look again once it has had the request timeout to land, then retry.
+    others = [workspace_json(1, "ws-SECRET-1", ext_id="other")]
+    http.get(V2 + "workspaces/", payload=others)
     http.post(V2 + "workspaces/", exception=aiohttp.ServerDisconnectedError())
-    http.get(V2 + "workspaces/", payload=[workspace_json(1, "ws-SECRET-1", ext_id="other")])
+    http.get(V2 + "workspaces/", payload=others)
+    http.get(V2 + "workspaces/", payload=others)
     http.post(V2 + "workspaces/", payload=workspace_json(3, "ws-SECRET-3", ext_id="crm1"))
     workspace = await conduit.workspaces.create("CRM", ext_id="crm1")
     assert workspace.id == 3
     assert trail(http) == [
+        ("GET", "/v2/workspaces/"),
         ("POST", "/v2/workspaces/"),
+        ("GET", "/v2/workspaces/"),
         ("GET", "/v2/workspaces/"),
         ("POST", "/v2/workspaces/"),
     ]
+    assert vt.sleeps[0] == 30.0  # the settle wait: the client's request timeout
 
 
 @pytest.mark.parametrize(

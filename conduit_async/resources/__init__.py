@@ -1,1 +1,1 @@
-"""Resource classes: each holds a reference to the client and nothing else."""
+"""Resource classes: thin views over `Conduit.request` and the routes they call."""

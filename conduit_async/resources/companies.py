@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .. import _validate
-from .._session import Response
+from .. import _validate, routes
 from ..errors import NotFoundError, ValidationError
-from ..models import Company, DataLakeFile, Integration, parse, parse_list
+from ..models import Company, DataLakeFile, Integration
+from ..routes import Reply
 from ..tokens import TokenBroker, TokenLease
 
 if TYPE_CHECKING:
@@ -24,16 +24,7 @@ if TYPE_CHECKING:
     from ..provision import CompanyRow, ProvisionResult
     from ..provision._pool import Rows
 
-__all__ = ["Companies", "CompanyView"]
-
-LIST = "GET /link/company/"
-CREATE = "POST /link/company/"
-GET = "GET /link/company/{cid}/"
-UPDATE = "POST /link/company/{cid}/"
-INTEGRATIONS = "GET /link/credentials/"
-CONNECT = "GET /link/credentials/connect/{integration_id}/"
-DELETE_CREDENTIAL = "DELETE /link/credentials/{credential_id}/"
-DATA_LAKE = "GET /link/data_lake/"
+__all__ = ["Companies", "CompanyAuth", "CompanyView"]
 
 
 @attrs.frozen
@@ -58,34 +49,25 @@ class Companies:
             body["name"] = name
         if page_enabled is not None:
             body["page_enabled"] = _flag(page_enabled)
-        c = self._conduit
 
-        async def find_lost() -> Response | None:
+        async def lookup() -> Reply[Company] | None:
             try:
-                resp = await self._request_get(company_id)
+                reply = await self._conduit.request(routes.GET_COMPANY, cid=company_id)
             except NotFoundError:
                 return None
-            found = resp.data if isinstance(resp.data, dict) else {}
-            same = (name is None or found.get("name") == name) and (
-                page_enabled is None
-                or (found.get("link_page") or {}).get("enabled") == page_enabled
+            found = reply.value
+            same = (name is None or found.name == name) and (
+                page_enabled is None or found.link_page.enabled == page_enabled
             )
-            return resp if same else None
+            return reply if same else None
 
-        resp = await c._session.request(
-            "POST",
-            c._link("company/"),
-            auth=c._link_auth,
-            endpoint=CREATE,
-            json_body=body,
-            reconcile=find_lost,
-        )
-        return self._company(resp, CREATE)
+        reply = await self._conduit.request(routes.CREATE_COMPANY, json=body, lookup=lookup)
+        return self._remember(reply)
 
     async def get(self, company_id: str) -> Company:
         """Fetch a company; the server issues it a fresh token, which the broker keeps."""
-        company, _ = await self._get(company_id)
-        return company
+        _validate.company_id(company_id)
+        return self._remember(await self._conduit.request(routes.GET_COMPANY, cid=company_id))
 
     async def update(
         self, company_id: str, *, name: str | None = None, page_enabled: bool | None = None
@@ -98,27 +80,16 @@ class Companies:
             body["name"] = name
         if page_enabled is not None:
             body["page_enabled"] = _flag(page_enabled)
-        c = self._conduit
-        resp = await c._session.request(
-            "POST",
-            c._link(f"company/{company_id}/"),
-            auth=c._link_auth,
-            endpoint=UPDATE,
-            json_body=body,
-            idempotent=True,  # setting the same values twice is harmless
-        )
-        return self._company(resp, UPDATE)
+        reply = await self._conduit.request(routes.UPDATE_COMPANY, json=body, cid=company_id)
+        return self._remember(reply)
 
     async def list(self) -> list[Company]:
         """Every company of the Link APP, each with a token the broker keeps."""
-        c = self._conduit
-        resp = await c._session.request(
-            "GET", c._link("company/"), auth=c._link_auth, endpoint=LIST
-        )
-        companies = parse_list(resp.data, Company, LIST)
-        for company in companies:
-            c._remember_company(company, self._lease(company, resp))
-        return companies
+        reply = await self._conduit.request(routes.LIST_COMPANIES)
+        tokens = self._conduit.tokens
+        for company in reply.value:
+            tokens.remember_company(company.id, self._lease(company, reply))
+        return reply.value
 
     async def token(self, company_id: str) -> str:
         """A token of the company with life left, e.g. to hand to a browser.
@@ -152,34 +123,26 @@ class Companies:
         (`break`, `aclose()`, cancellation) cancels the workers and waits for
         them. Keep `concurrency` at or below the client's `max_connections`.
         """
-        from ..provision import provision_companies  # provision imports resources
+        from ..provision import provision_companies  # provision builds on this module
 
         return provision_companies(self._conduit, rows, concurrency=concurrency, retries=retries)
 
-    # -- internals shared with the broker ----------------------------------------
+    async def fetch_lease(self, company_id: str) -> TokenLease:
+        """Fetch the company for a fresh token, and return that token's lease (the
+        broker's way to a new token)."""
+        reply = await self._conduit.request(routes.GET_COMPANY, cid=company_id)
+        lease = self._lease(reply.value, reply)
+        self._conduit.tokens.remember_company(reply.value.id, lease)
+        return lease
 
-    async def _request_get(self, company_id: str) -> Response:
-        _validate.company_id(company_id)
-        c = self._conduit
-        return await c._session.request(
-            "GET", c._link(f"company/{company_id}/"), auth=c._link_auth, endpoint=GET
-        )
-
-    async def _get(self, company_id: str) -> tuple[Company, TokenLease]:
-        resp = await self._request_get(company_id)
-        company = parse(resp.data, Company, GET)
-        lease = self._lease(company, resp)
-        self._conduit._remember_company(company, lease)
-        return company, lease
-
-    def _company(self, resp: Response, endpoint: str) -> Company:
-        company = parse(resp.data, Company, endpoint)
-        self._conduit._remember_company(company, self._lease(company, resp))
+    def _remember(self, reply: Reply[Company]) -> Company:
+        company = reply.value
+        self._conduit.tokens.remember_company(company.id, self._lease(company, reply))
         return company
 
-    def _lease(self, company: Company, resp: Response) -> TokenLease:
+    def _lease(self, company: Company, reply: Reply[Any]) -> TokenLease:
         return self._conduit.tokens.lease(
-            company.api_token, sent_at=resp.sent_at, server_date=resp.server_date
+            company.api_token, sent_at=reply.sent_at, server_date=reply.server_date
         )
 
 
@@ -201,16 +164,6 @@ class CompanyAuth:
 
 
 @attrs.frozen
-class _DataLake:
-    schema: list[DataLakeFile]
-
-
-@attrs.frozen
-class _Url:
-    url: str
-
-
-@attrs.frozen
 class CompanyView:
     """One company, seen with its own token: `await conduit.company("acme1").connect_url(7)`.
 
@@ -220,6 +173,11 @@ class CompanyView:
 
     _conduit: Conduit = attrs.field(repr=False)
     company_id: str
+    _auth: CompanyAuth = attrs.field(init=False, repr=False)
+
+    @_auth.default
+    def _make_auth(self) -> CompanyAuth:
+        return CompanyAuth(self._conduit.tokens, self.company_id)
 
     async def token(self) -> str:
         """A token of this company with life left."""
@@ -231,19 +189,26 @@ class CompanyView:
 
     async def integrations(self) -> list[Integration]:
         """The integrations available to the company, with its credentials for each."""
-        resp = await self._request("GET", "credentials/", INTEGRATIONS)
-        return parse_list(resp.data, Integration, INTEGRATIONS)
+        return (await self._conduit.request(routes.INTEGRATIONS, auth=self._auth)).value
 
     async def connect_url(self, integration_id: str | int) -> str:
         """A page where the company's user connects a data source of this integration."""
         segment = _validate.path_segment(integration_id, "integration_id")
-        resp = await self._request("GET", f"credentials/connect/{segment}/", CONNECT)
-        return parse(resp.data, _Url, CONNECT).url
+        reply = await self._conduit.request(
+            routes.CONNECT_URL, auth=self._auth, integration_id=segment
+        )
+        return reply.value
 
     async def delete_credential(self, credential_id: str | int) -> None:
-        """Remove one of the company's connected credentials."""
+        """Remove one of the company's connected credentials.
+
+        A retry that finds it gone after an attempt whose answer was lost
+        counts as done: that attempt deleted it.
+        """
         segment = _validate.path_segment(credential_id, "credential_id")
-        await self._request("DELETE", f"credentials/{segment}/", DELETE_CREDENTIAL)
+        await self._conduit.request(
+            routes.DELETE_CREDENTIAL, auth=self._auth, credential_id=segment
+        )
 
     async def data_lake(
         self,
@@ -261,20 +226,8 @@ class CompanyView:
         }
         if account is not None:
             params["account"] = _validate.path_segment(account, "account")
-        resp = await self._request("GET", "data_lake/", DATA_LAKE, params=params)
-        return parse(resp.data, _DataLake, DATA_LAKE).schema
-
-    async def _request(
-        self, method: str, path: str, endpoint: str, params: dict[str, str] | None = None
-    ) -> Response:
-        c = self._conduit
-        return await c._session.request(
-            method,
-            c._link(path),
-            auth=CompanyAuth(c.tokens, self.company_id),
-            endpoint=endpoint,
-            params=params,
-        )
+        reply = await self._conduit.request(routes.DATA_LAKE, auth=self._auth, params=params)
+        return reply.value
 
 
 def _flag(value: object) -> bool:

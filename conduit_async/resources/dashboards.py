@@ -6,23 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .. import _validate
+from .. import _validate, routes
 from .._auth import Auth
-from ..models import ClonedDashboard, Dashboard, parse, parse_list
+from ..models import ClonedDashboard, Dashboard
 
 if TYPE_CHECKING:
     from ..client import Conduit
 
 __all__ = ["Dashboards", "WorkspaceDashboards"]
-
-LIST = "GET /v2/dashboards/"
-SHARE = "GET /v2/dashboards/{dashboard_id}/share/"
-CLONE = "POST /v2/dashboards/{dashboard_id}/clone/"
-
-
-@attrs.frozen
-class _Url:
-    url: str
 
 
 @attrs.frozen
@@ -34,18 +25,15 @@ class _DashboardReader:
 
     async def list(self) -> list[Dashboard]:
         """The dashboards of the account the token belongs to."""
-        c = self._conduit
-        resp = await c._session.request("GET", c._v2("dashboards/"), auth=self._auth, endpoint=LIST)
-        return parse_list(resp.data, Dashboard, LIST)
+        return (await self._conduit.request(routes.LIST_DASHBOARDS, auth=self._auth)).value
 
     async def share_url(self, dashboard_id: int) -> str:
         """An embeddable public URL of the dashboard."""
         _validate.positive_id(dashboard_id, "dashboard_id")
-        c = self._conduit
-        resp = await c._session.request(
-            "GET", c._v2(f"dashboards/{dashboard_id}/share/"), auth=self._auth, endpoint=SHARE
+        reply = await self._conduit.request(
+            routes.SHARE_URL, auth=self._auth, dashboard_id=dashboard_id
         )
-        return parse(resp.data, _Url, SHARE).url
+        return reply.value
 
 
 @attrs.frozen
@@ -57,7 +45,10 @@ class Dashboards(_DashboardReader):
     ) -> ClonedDashboard:
         """Copy an organization dashboard into a sub-workspace (needs White-label configured).
 
-        Not retried once sent: a lost response could otherwise leave two copies.
+        Not retried once sent: a lost response could otherwise leave two
+        copies. When its outcome is lost, `OutcomeUnknownError` is raised only
+        after the lost attempt has had time to land, so that a look at the
+        workspace's dashboards then tells whether it did.
         """
         _validate.positive_id(dashboard_id, "dashboard_id")
         _validate.positive_id(workspace, "workspace")
@@ -65,15 +56,10 @@ class Dashboards(_DashboardReader):
         body: dict[str, Any] = {"workspace": workspace}
         if name is not None:
             body["name"] = name
-        c = self._conduit
-        resp = await c._session.request(
-            "POST",
-            c._v2(f"dashboards/{dashboard_id}/clone/"),
-            auth=self._auth,
-            endpoint=CLONE,
-            json_body=body,
+        reply = await self._conduit.request(
+            routes.CLONE_DASHBOARD, json=body, dashboard_id=dashboard_id
         )
-        return parse(resp.data, ClonedDashboard, CLONE)
+        return reply.value
 
 
 @attrs.frozen

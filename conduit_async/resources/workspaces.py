@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .. import _validate
-from .._session import Response
-from ..errors import NotFoundError
-from ..models import Workspace, parse, parse_list
+from .. import _validate, routes
+from ..errors import AmbiguousWorkspaceError, NotFoundError, ValidationError
+from ..models import Workspace
+from ..routes import Reply
 from ..tokens import TokenBroker
 from .dashboards import WorkspaceDashboards
 
@@ -19,11 +19,7 @@ if TYPE_CHECKING:
     from ..provision import WorkspaceResult, WorkspaceRow
     from ..provision._pool import Rows
 
-__all__ = ["WorkspaceView", "Workspaces"]
-
-LIST = "GET /v2/workspaces/"
-CREATE = "POST /v2/workspaces/"
-DISABLE = "DELETE /v2/workspaces/{workspace_id}/"
+__all__ = ["WorkspaceAuth", "WorkspaceView", "Workspaces"]
 
 
 @attrs.frozen
@@ -34,48 +30,67 @@ class Workspaces:
 
     async def list(self) -> list[Workspace]:
         """Every workspace of the organization, each with its own token (cached for later calls)."""
-        c = self._conduit
-        resp = await c._session.request(
-            "GET", c._v2("workspaces/"), auth=c._org_auth, endpoint=LIST
-        )
-        workspaces = parse_list(resp.data, Workspace, LIST)
-        c.tokens.replace_workspaces(workspaces)
+        workspaces = (await self._conduit.request(routes.LIST_WORKSPACES)).value
+        self._conduit.tokens.replace_workspaces(workspaces)
         return workspaces
 
-    async def create(self, name: str, *, ext_id: str | None = None) -> Workspace:
+    async def create(
+        self, name: str, *, ext_id: str | None = None, allow_duplicate_ext_id: bool = False
+    ) -> Workspace:
         """Create a workspace; `ext_id` is your own id for it.
 
+        Conduit does not keep ext_ids unique, so an `ext_id` already in use is
+        refused (`ValidationError`, naming the workspace that has it) before
+        anything is sent, unless `allow_duplicate_ext_id=True`.
+
         If the response is lost (timeout, reset, 5xx), a workspace with an
-        `ext_id` is looked up by listing before any retry, so it is never
-        created twice; one without an `ext_id` cannot be told apart from
-        others, so it is not retried and `OutcomeUnknownError` says so.
+        `ext_id` is looked for in a fresh listing before any retry, and, if not
+        there yet, looked for again once the lost attempt has had time to
+        land; it is never created twice. One without an `ext_id` cannot be
+        told apart from others, so it is not retried: `OutcomeUnknownError`.
         """
         _validate.name(name, "name", required=True)
         _validate.optional_text(ext_id, "ext_id")
-        c = self._conduit
         body: dict[str, Any] = {"name": name}
-        if ext_id is not None:
-            body["ext_id"] = ext_id
-
-        async def find_lost() -> Response | None:
-            listing = await c._session.request(
-                "GET", c._v2("workspaces/"), auth=c._org_auth, endpoint=LIST
+        if ext_id is None:
+            reply = await self._conduit.request(routes.CREATE_WORKSPACE, json=body)
+            return self._remember(reply.value)
+        body["ext_id"] = ext_id
+        before = await self._holders(ext_id, fresh=not allow_duplicate_ext_id)
+        if before and not allow_duplicate_ext_id:
+            ids = ", ".join(str(i) for i in sorted(before))
+            raise ValidationError(
+                "ext_id",
+                f"{ext_id!r} is already used by workspace {ids}; "
+                "pass allow_duplicate_ext_id=True to create another",
             )
-            for item in listing.data if isinstance(listing.data, list) else ():
-                if isinstance(item, dict) and item.get("ext_id") == ext_id:
-                    return Response(200, item, listing.sent_at, listing.date)
-            return None
 
-        resp = await c._session.request(
-            "POST",
-            c._v2("workspaces/"),
-            auth=c._org_auth,
-            endpoint=CREATE,
-            json_body=body,
-            reconcile=find_lost if ext_id is not None else None,
-        )
-        workspace = parse(resp.data, Workspace, CREATE)
-        c.tokens.remember_workspaces([workspace])
+        async def lookup() -> Reply[Workspace] | None:
+            reply = await self._conduit.request(routes.LIST_WORKSPACES)
+            self._conduit.tokens.replace_workspaces(reply.value)
+            new = [w for w in reply.value if w.ext_id == ext_id and w.id not in before]
+            if not new:
+                return None
+            # Ids grow: if others made some too meanwhile, ours is the newest.
+            return Reply(max(new, key=lambda w: w.id), reply.sent_at, reply.date)
+
+        reply = await self._conduit.request(routes.CREATE_WORKSPACE, json=body, lookup=lookup)
+        return self._remember(reply.value)
+
+    async def _holders(self, ext_id: str, *, fresh: bool) -> set[int]:
+        """Ids of the workspaces known to have `ext_id`: from the cache, or (`fresh`, on
+        a miss, when the client has never listed the workspaces) from a listing."""
+        tokens = self._conduit.tokens
+        try:
+            found = tokens.cached_workspace(None, ext_id)
+        except AmbiguousWorkspaceError as exc:
+            return set(exc.workspace_ids)
+        if found is None and fresh and not tokens.workspaces_listed:
+            return {w.id for w in await self.list() if w.ext_id == ext_id}
+        return set() if found is None else {found.id}
+
+    def _remember(self, workspace: Workspace) -> Workspace:
+        self._conduit.tokens.remember_workspaces([workspace])
         return workspace
 
     def provision(
@@ -99,7 +114,7 @@ class Workspaces:
         Failures, retries, back-pressure and cleanup are as for
         `Companies.provision`; an unknown template id is raised at once.
         """
-        from ..provision import provision_workspaces  # provision imports resources
+        from ..provision import provision_workspaces  # provision builds on this module
 
         return provision_workspaces(
             self._conduit,
@@ -110,16 +125,14 @@ class Workspaces:
         )
 
     async def disable(self, workspace_id: int) -> None:
-        """Disable a workspace: its token stops working."""
+        """Disable a workspace: its token stops working.
+
+        A retry that finds it gone after an attempt whose answer was lost
+        counts as done: that attempt disabled it.
+        """
         _validate.positive_id(workspace_id, "workspace_id")
-        c = self._conduit
-        await c._session.request(
-            "DELETE",
-            c._v2(f"workspaces/{workspace_id}/"),
-            auth=c._org_auth,
-            endpoint=DISABLE,
-        )
-        c.tokens.forget_workspace(workspace_id)
+        await self._conduit.request(routes.DISABLE_WORKSPACE, workspace_id=workspace_id)
+        self._conduit.tokens.forget_workspace(workspace_id)
 
 
 @attrs.frozen
@@ -138,7 +151,8 @@ class WorkspaceView:
     async def get(self) -> Workspace:
         """The workspace itself (from the cache, or one shared listing on a miss).
 
-        Raises `NotFoundError` if no workspace of the organization has that id or ext_id.
+        Raises `NotFoundError` if no workspace of the organization has that id
+        or ext_id, and `AmbiguousWorkspaceError` if several have that ext_id.
         """
         return await _workspace(self._conduit.tokens, self.workspace_id, self.ext_id)
 
