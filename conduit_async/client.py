@@ -34,6 +34,10 @@ __all__ = ["DEFAULT_BASE_URL", "DEFAULT_LINK_BASE_URL", "Conduit"]
 
 DEFAULT_BASE_URL = "https://api.getconduit.app/v2/"
 DEFAULT_LINK_BASE_URL = "https://api.getconduit.app/link/"
+#: Seconds per request, unless `Conduit(timeout=...)` says otherwise.
+DEFAULT_TIMEOUT = 30.0
+#: Size of the connection pool the SDK makes, unless `Conduit(max_connections=...)` says otherwise.
+DEFAULT_MAX_CONNECTIONS = 100
 
 
 class Conduit:
@@ -59,10 +63,10 @@ class Conduit:
         *,
         base_url: str | None = None,
         link_base_url: str | None = None,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
-        max_connections: int = 100,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         token_cache_size: int = 10_000,
         token_store: TokenStore | None = None,
         clock: Clock | None = None,
