@@ -528,7 +528,7 @@ def test_plain_progress_lines_and_summary() -> None:
         error = ValueError("nope") if outcome == "failed" else None
         tally.add(ProvisionResult(f"p{n}", outcome, error=error, line=n + 2))  # type: ignore[arg-type]
         progress.advance(tally)
-    progress.close()
+    progress.close(tally, complete=True)
     lines = stream.getvalue().splitlines()
     assert lines[-1].startswith("provision companies: 4/4 rows (100%)")
     assert "1 failed" in lines[-1]

@@ -2,8 +2,8 @@
 
 `main(argv)` returns the exit status instead of exiting, so it can be called
 in-process (tests) as well as by the console script. Failures print one line
-to stderr, never a traceback: the messages of the SDK's errors say what went
-wrong and never carry a token.
+to stderr, never a traceback (with `--json`, one JSON object): the messages
+of the SDK's errors say what went wrong and never carry a token.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 from ..errors import (
+    APIStatusError,
     AuthenticationError,
     ConduitError,
     ConfigurationError,
@@ -23,14 +24,10 @@ from ..errors import (
     ValidationError,
 )
 from ._config import UsageError
-from ._parser import build_parser
+from ._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, report_error
+from ._parser import ArgumentsError, build_parser
 
 __all__ = ["main"]
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 #: Errors that mean "fix the command or its configuration" rather than "try again".
 _USAGE_ERRORS = (
@@ -44,10 +41,6 @@ _USAGE_ERRORS = (
 Handler = Callable[..., Coroutine[Any, Any, int]]
 
 
-def _error(message: str) -> None:
-    print(f"conduit-async: error: {message}", file=sys.stderr, flush=True)
-
-
 def _log_to_stderr() -> logging.Handler:
     """SDK warnings (a too-small connection pool, a failed background refresh) as one line each."""
     handler = logging.StreamHandler(sys.stderr)
@@ -58,19 +51,35 @@ def _log_to_stderr() -> logging.Handler:
     return handler
 
 
+def _wants_json(argv: list[str]) -> bool:
+    """`--json` among the options: known before parsing, for an error in the parsing itself."""
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in options
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line `argv` (default: `sys.argv[1:]`); return the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
+    as_json = _wants_json(argv)
     try:
-        args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+        args, extra = parser.parse_known_args(argv)
         if getattr(args, "passthrough", False):
             from ..testing.__main__ import main as fake_server
 
             return fake_server(extra)
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    except SystemExit as exit:  # argparse: --help (0) or a usage error (2)
+    except ArgumentsError as error:
+        if as_json:
+            report_error("UsageError", str(error), as_json=True)
+        else:
+            error.parser.print_usage(sys.stderr)
+            print(f"{error.parser.prog}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exit:  # argparse: --help or --version
         return exit.code if isinstance(exit.code, int) else EXIT_USAGE
+    as_json = bool(getattr(args, "json", False))
     handler = cast("Handler | None", getattr(args, "handler", None))
     if handler is None:
         parser.print_help(sys.stderr)
@@ -79,13 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(handler(args))
     except KeyboardInterrupt:
-        _error("interrupted")
+        report_error("Interrupted", "interrupted", as_json=as_json)
         return EXIT_INTERRUPTED
     except _USAGE_ERRORS as error:
-        _error(str(error))
+        _report(error, str(error), as_json)
         return EXIT_USAGE
     except ConduitError as error:
-        _error(str(error))
+        _report(error, str(error), as_json)
         return EXIT_FAILED
     except BrokenPipeError:
         # The reader of our output left (`| head`): not an error worth a message. Point
@@ -94,10 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILED
     except OSError as error:
-        _error(f"{error.strerror or error}" + (f": {error.filename}" if error.filename else ""))
+        where = f": {error.filename}" if error.filename else ""
+        _report(error, f"{error.strerror or error}{where}", as_json)
         return EXIT_FAILED
     except Exception as error:  # a bug: still one line, as promised, but say what it was
-        _error(f"unexpected {type(error).__name__}: {error}")
+        _report(error, f"unexpected {type(error).__name__}: {error}", as_json)
         return EXIT_FAILED
     finally:
         logging.getLogger("conduit_async").removeHandler(log_handler)
+
+
+def _report(error: BaseException, message: str, as_json: bool) -> None:
+    status = error.status if isinstance(error, APIStatusError) else None
+    report_error(type(error).__name__, message, as_json=as_json, status=status)

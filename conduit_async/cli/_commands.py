@@ -1,5 +1,5 @@
-"""The everyday commands: list and create workspaces, list/share/clone dashboards,
-look up a company or its token.
+"""The everyday commands: list, create and disable workspaces; list, share and clone
+dashboards; create, list, update and look up companies, or print a company's token.
 
 Output is an aligned table for people, or JSON (`--json`) for scripts. No
 output ever includes a token, except `companies token`, whose job is to print
@@ -11,22 +11,27 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from ..client import Conduit
 from ..models import Company, Workspace
 from ..resources.dashboards import WorkspaceDashboards
-from ._config import make_client
+from ._config import UsageError, make_client
 
 __all__ = [
+    "companies_create",
     "companies_get",
+    "companies_list",
     "companies_token",
+    "companies_update",
     "dashboards_clone",
     "dashboards_list",
     "dashboards_share",
     "print_json",
     "print_table",
     "workspaces_create",
+    "workspaces_disable",
     "workspaces_list",
 ]
 
@@ -68,11 +73,15 @@ def _workspace(ws: Workspace) -> dict[str, Any]:
     return {"id": ws.id, "ext_id": ws.ext_id, "name": ws.name}  # never the token
 
 
+def _timestamp(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def _company(company: Company) -> dict[str, Any]:
-    return {
+    return {  # never the token
         "id": company.id,
         "name": company.name,
-        "created_at": company.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": _timestamp(company.created_at),
         "page_enabled": company.link_page.enabled,
         "page_url": company.link_page.url,
     }
@@ -100,6 +109,19 @@ async def workspaces_create(args: argparse.Namespace) -> int:
     async with make_client(args, "org") as conduit:
         ws = await conduit.workspaces.create(args.name, ext_id=args.ext_id)
     _show(args, _workspace(ws))
+    return 0
+
+
+async def workspaces_disable(args: argparse.Namespace) -> int:
+    async with make_client(args, "org") as conduit:
+        workspace_id = args.workspace_id
+        if workspace_id is None:
+            workspace_id = (await conduit.workspace(ext_id=args.ext_id).get()).id
+        await conduit.workspaces.disable(workspace_id)
+    if args.json:
+        print_json({"id": workspace_id, "disabled": True})
+    else:
+        print(f"Workspace {workspace_id} disabled: its token no longer works.")
     return 0
 
 
@@ -141,12 +163,55 @@ async def companies_get(args: argparse.Namespace) -> int:
     return 0
 
 
-async def companies_token(args: argparse.Namespace) -> int:
-    """Print a company token with life left: the one command that shows a secret, on purpose."""
+async def companies_list(args: argparse.Namespace) -> int:
     async with make_client(args, "link") as conduit:
-        token = await conduit.companies.token(args.company_id)
+        companies = [_company(company) for company in await conduit.companies.list()]
     if args.json:
-        print_json({"id": args.company_id, "token": token})
+        print_json(companies)
     else:
-        print(token)
+        print_table(
+            companies,
+            [("id", "ID"), ("name", "NAME"), ("page_enabled", "PAGE"), ("created_at", "CREATED")],
+        )
+    return 0
+
+
+async def companies_create(args: argparse.Namespace) -> int:
+    async with make_client(args, "link") as conduit:
+        company = await conduit.companies.create(
+            args.company_id, name=args.name, page_enabled=args.page_enabled
+        )
+    _show(args, _company(company))
+    return 0
+
+
+async def companies_update(args: argparse.Namespace) -> int:
+    if args.name is None and args.page_enabled is None:
+        raise UsageError("nothing to update: give --name, --page-enabled or --no-page-enabled")
+    async with make_client(args, "link") as conduit:
+        company = await conduit.companies.update(
+            args.company_id, name=args.name, page_enabled=args.page_enabled
+        )
+    _show(args, _company(company))
+    return 0
+
+
+async def companies_token(args: argparse.Namespace) -> int:
+    """Print a freshly issued company token: the one command that shows a secret, on purpose.
+
+    With `--json`, its `expires_at` too: the server's word, in the server's clock.
+    """
+    async with make_client(args, "link") as conduit:
+        company = await conduit.companies.get(args.company_id)
+    issued = company.api_token
+    if args.json:
+        print_json(
+            {
+                "id": company.id,
+                "token": issued.token,
+                "expires_at": _timestamp(issued.expires_at),
+            }
+        )
+    else:
+        print(issued.token)
     return 0

@@ -14,7 +14,7 @@ from typing import Literal
 
 import attrs
 
-from ..client import Conduit
+from ..client import DEFAULT_MAX_CONNECTIONS, Conduit
 from ..errors import ConfigurationError
 
 __all__ = ["Need", "TokenFile", "UsageError", "make_client", "read_token_file"]
@@ -104,7 +104,9 @@ def _parse_token_file(text: str, path: str) -> TokenFile:
     return TokenFile(settings, token)
 
 
-def make_client(args: argparse.Namespace, need: Need | None, max_connections: int = 100) -> Conduit:
+def make_client(
+    args: argparse.Namespace, need: Need | None, max_connections: int = DEFAULT_MAX_CONNECTIONS
+) -> Conduit:
     """A `Conduit` from the global options, the token file and the environment.
 
     A bare token in the token file is the one the command `need`s. A missing

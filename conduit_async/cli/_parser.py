@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import NoReturn
 
+from .. import __version__
+from ..client import DEFAULT_TIMEOUT
 from . import _commands
-from ._demo import demo_command
+from ._demo import DEFAULT_FAULT_RATE, demo_command
+from ._exit import describe
 from ._provision import DEFAULT_CONCURRENCY, provision_command
 
-__all__ = ["build_parser"]
+__all__ = ["ArgumentsError", "build_parser"]
 
 _DESCRIPTION = """\
 Bulk provisioning and everyday tasks for the Conduit v2 and Link APIs.
@@ -28,9 +32,23 @@ examples:
   conduit-async provision workspaces ws.jsonl --clone-dashboard 1 --out ws-results.jsonl
   conduit-async dashboards share 4 --ext-id crm1
 
-exit status: 0 success, 1 a row or request failed, 2 usage or configuration error,
-130 interrupted
 """
+
+
+class ArgumentsError(Exception):
+    """A command line argparse refuses; `parser` is the (sub)command's, for its usage line."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raises `ArgumentsError` instead of printing and exiting, so that `main` tells the
+    error as the command's other errors are told (as JSON with `--json`)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ArgumentsError(self, message)
 
 
 def _whole_number(minimum: int, rule: str) -> Callable[[str], int]:
@@ -59,6 +77,16 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
     return value
 
 
@@ -96,8 +124,8 @@ def _add_globals(parser: argparse.ArgumentParser, *, inherited: bool) -> None:
         "--timeout",
         type=_seconds,
         metavar="SECONDS",
-        default=default(30.0),
-        help="per-request timeout (default: 30)",
+        default=default(DEFAULT_TIMEOUT),
+        help=f"per-request timeout (default: {DEFAULT_TIMEOUT:g})",
     )
     group.add_argument(
         "--allow-insecure",
@@ -109,7 +137,7 @@ def _add_globals(parser: argparse.ArgumentParser, *, inherited: bool) -> None:
         "--json",
         action="store_true",
         default=default(False),
-        help="machine-readable output",
+        help="machine-readable output; errors as one JSON object on stderr",
     )
 
 
@@ -121,15 +149,25 @@ def _workspace_choice(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--ext-id", metavar="X", help="a sub-workspace, by your ext_id")
 
 
+def _company_fields(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", metavar="N", help="the company's name")
+    parser.add_argument(
+        "--page-enabled",
+        action=argparse.BooleanOptionalAction,
+        help="turn its Company Page on (or off with --no-page-enabled)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     _add_globals(common, inherited=True)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="conduit-async",
         description=_DESCRIPTION,
-        epilog=_EPILOG,
+        epilog=_EPILOG + describe(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_globals(parser, inherited=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -138,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "provision", help="create or update many companies or workspaces from a file"
     )
     kinds = provision.add_subparsers(dest="kind", metavar="KIND", required=True)
-    batch = argparse.ArgumentParser(add_help=False)
+    batch = _Parser(add_help=False)
     batch.add_argument("file", metavar="FILE", help="CSV or JSON Lines file, '-' for stdin")
     batch.add_argument(
         "--format",
@@ -186,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     workspaces.set_defaults(handler=provision_command)
 
     # workspaces --------------------------------------------------------------------
-    ws = commands.add_parser("workspaces", help="list or create sub-workspaces")
+    ws = commands.add_parser("workspaces", help="list, create or disable sub-workspaces")
     ws_commands = ws.add_subparsers(dest="action", metavar="ACTION", required=True)
     ws_list = ws_commands.add_parser("list", parents=[common], help="list the workspaces")
     ws_list.set_defaults(handler=_commands.workspaces_list)
@@ -194,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     ws_create.add_argument("name", metavar="NAME")
     ws_create.add_argument("--ext-id", metavar="X", help="your own id for it")
     ws_create.set_defaults(handler=_commands.workspaces_create)
+    ws_disable = ws_commands.add_parser(
+        "disable", parents=[common], help="disable a workspace: its token stops working"
+    )
+    which = ws_disable.add_mutually_exclusive_group(required=True)
+    which.add_argument("workspace_id", nargs="?", type=_positive_int, metavar="ID")
+    which.add_argument("--ext-id", metavar="X", help="the workspace with this ext_id")
+    ws_disable.set_defaults(handler=_commands.workspaces_disable)
 
     # dashboards --------------------------------------------------------------------
     db = commands.add_parser("dashboards", help="list, share or clone dashboards")
@@ -220,8 +265,20 @@ def build_parser() -> argparse.ArgumentParser:
     db_clone.set_defaults(handler=_commands.dashboards_clone)
 
     # companies ---------------------------------------------------------------------
-    co = commands.add_parser("companies", help="look up a company or its token")
+    co = commands.add_parser("companies", help="create, list, update or look up companies")
     co_commands = co.add_subparsers(dest="action", metavar="ACTION", required=True)
+    co_list = co_commands.add_parser("list", parents=[common], help="list the companies")
+    co_list.set_defaults(handler=_commands.companies_list)
+    co_create = co_commands.add_parser("create", parents=[common], help="create a company")
+    co_create.add_argument("company_id", metavar="ID")
+    _company_fields(co_create)
+    co_create.set_defaults(handler=_commands.companies_create)
+    co_update = co_commands.add_parser(
+        "update", parents=[common], help="change a company's name or Company Page"
+    )
+    co_update.add_argument("company_id", metavar="ID")
+    _company_fields(co_update)
+    co_update.set_defaults(handler=_commands.companies_update)
     co_get = co_commands.add_parser("get", parents=[common], help="show a company")
     co_get.add_argument("company_id", metavar="ID")
     co_get.set_defaults(handler=_commands.companies_get)
@@ -235,12 +292,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="provision against an embedded fake server: no account needed",
-        description="Start a fake Conduit in-process, provision companies and workspaces "
-        "concurrently, then call company endpoints across a simulated token expiry.",
+        description="Start a fake Conduit in-process that injects faults (rate limits, "
+        "server errors, connection resets, lost responses), provision companies and "
+        "workspaces concurrently through them, then call company endpoints across a "
+        "simulated token expiry. Everything lives in this process: the share URLs it "
+        "prints stop working when the demo ends.",
     )
     demo.add_argument("--companies", type=_count, default=1000, metavar="N")
     demo.add_argument("--workspaces", type=_count, default=20, metavar="N")
     demo.add_argument("--concurrency", type=_positive_int, default=DEFAULT_CONCURRENCY, metavar="N")
+    demo.add_argument(
+        "--faults",
+        type=_rate,
+        default=DEFAULT_FAULT_RATE,
+        metavar="RATE",
+        help=f"share of requests given a fault, 0 to 1 (default: {DEFAULT_FAULT_RATE:g}; 0: none)",
+    )
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     demo.set_defaults(handler=demo_command)
     fake = commands.add_parser(

@@ -1,15 +1,19 @@
 """What a person sees during and after a batch: a progress bar (or periodic lines), a summary.
 
 A bar with rate and ETA on a terminal; on a pipe or a CI log a bar would be
-noise, so plain lines every couple of seconds instead; nothing with --quiet.
-Everything goes to stderr so that stdout stays clean for `--json` or
-`--out -`.
+noise, so a plain line every few seconds instead, and a last one at the end;
+nothing with --quiet. Everything goes to stderr so that stdout stays clean for
+`--json` or `--out -`.
+
+Progress is the rows finished in this run: rows that `--resume` skips as done
+in an earlier run are left out of the count, the total, the rate and the ETA.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
 import attrs
@@ -17,10 +21,17 @@ from tqdm import tqdm
 
 from ..provision._types import OUTCOMES
 
-__all__ = ["Progress", "Tally", "make_progress"]
+__all__ = ["Progress", "Tally", "counted", "make_progress"]
 
 #: Failures listed in the summary; the rest are counted (and are in the results file).
 MAX_LISTED = 20
+#: Seconds between two status lines on a pipe.
+LINE_INTERVAL = 5.0
+
+
+def counted(count: int, noun: str) -> str:
+    """`1 row`, `2 rows`, `1,000 rows`: every count a person reads goes through here."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 class _Result(Protocol):
@@ -70,13 +81,14 @@ class Tally:
         return self.done / self.elapsed if self.elapsed > 0 else 0.0
 
     def finish(self) -> None:
-        self.finished = time.monotonic()
+        """Stop the clock (the first call counts)."""
+        if self.finished is None:
+            self.finished = time.monotonic()
 
     def summary(self, what: str) -> list[str]:
         """The human summary, one string per line."""
-        lines = [
-            f"{what}: {self.done:,} rows in {self.elapsed:.1f} s ({self.rate:,.0f} rows/s)",
-        ]
+        rows = counted(self.done, "row")
+        lines = [f"{what}: {rows} in {self.elapsed:.1f} s ({self.rate:,.0f} rows/s)"]
         width = max(len(f"{n:,}") for n in [*self.counts.values(), self.skipped])
         for outcome in OUTCOMES:
             lines.append(f"  {outcome:<10} {self.counts[outcome]:>{width},}")
@@ -109,12 +121,15 @@ class Tally:
 
 class Progress(Protocol):
     def advance(self, tally: Tally) -> None:
-        """One more row finished (or skipped)."""
+        """Show `tally`'s progress (called when a row finishes or is skipped)."""
 
     def message(self, text: str) -> None:
         """Print a line without garbling the display."""
 
-    def close(self) -> None: ...
+    def close(self, tally: Tally | None, *, complete: bool = False) -> None:
+        """Show the end. `complete` (every row was read) makes the total the rows done,
+        so that the display ends at 100 % even where the estimate was off. No `tally`:
+        an error ended the batch, and its message is all that matters now."""
 
 
 class _Bar:
@@ -133,68 +148,89 @@ class _Bar:
         self._failed = 0
 
     def advance(self, tally: Tally) -> None:
-        self._bar.update(1)
         if tally.failed != self._failed:
             self._failed = tally.failed
             self._bar.set_postfix_str(f"failed {tally.failed:,}", refresh=False)
+        if tally.done != self._bar.n:
+            self._bar.update(tally.done - self._bar.n)
 
     def message(self, text: str) -> None:
         self._bar.write(text, file=self._bar.fp)
 
-    def close(self) -> None:
+    def close(self, tally: Tally | None, *, complete: bool = False) -> None:
+        if tally is not None:
+            self.advance(tally)
+        if complete or (self._bar.total is not None and self._bar.n > self._bar.total):
+            self._bar.total = self._bar.n
+        self._bar.refresh()
         self._bar.close()
 
 
 class _Lines:
-    """Plain status lines every `interval` seconds, for logs and pipes."""
+    """A plain status line at most every `interval` seconds, and a last one at the end."""
 
-    def __init__(self, total: int | None, label: str, stream: TextIO, interval: float) -> None:
+    def __init__(
+        self,
+        total: int | None,
+        label: str,
+        stream: TextIO,
+        interval: float,
+        clock: Callable[[], float],
+    ) -> None:
         self._total = total
         self._label = label
         self._stream = stream
         self._interval = interval
-        self._next = time.monotonic() + interval
+        self._clock = clock
+        self._next = clock() + interval
 
     def advance(self, tally: Tally) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now < self._next:
             return
         self._next = now + self._interval
-        seen = tally.done + tally.skipped
-        text = f"{self._label}: {seen:,}"
-        rate = tally.rate
-        if self._total:
-            text += f"/{self._total:,} rows ({100 * seen / self._total:.0f}%)"
+        self.message(self._line(tally, self._total))
+
+    def _line(self, tally: Tally, total: int | None) -> str:
+        done = tally.done
+        text = f"{self._label}: "
+        if total is not None:
+            total = max(total, done)  # the estimate was short: never more than 100 %
+            percent = 100 * done / total if total else 100.0
+            text += f"{done:,}/{counted(total, 'row')} ({percent:.0f}%)"
         else:
-            text += " rows"
+            text += counted(done, "row")
+        rate = tally.rate
         text += f", {rate:,.0f} rows/s"
-        if self._total and rate > 0 and self._total > seen:
-            text += f", ETA {_duration((self._total - seen) / rate)}"
+        if total is not None and rate > 0 and total > done:
+            text += f", ETA {_duration((total - done) / rate)}"
         if tally.failed:
             text += f"; {tally.failed:,} failed"
-        self.message(text)
+        return text
 
     def message(self, text: str) -> None:
         print(text, file=self._stream, flush=True)
 
-    def close(self) -> None:
-        """Nothing to tear down: every line was complete when printed."""
+    def close(self, tally: Tally | None, *, complete: bool = False) -> None:
+        if tally is not None:
+            self.message(self._line(tally, tally.done if complete else self._total))
 
 
 class _Silent:
-    """--quiet: messages only."""
+    """--quiet: messages only (or nothing at all, for a machine reading stderr)."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO | None) -> None:
         self._stream = stream
 
     def advance(self, tally: Tally) -> None:
         """Nothing to show."""
 
     def message(self, text: str) -> None:
-        print(text, file=self._stream, flush=True)
+        if self._stream is not None:
+            print(text, file=self._stream, flush=True)
 
-    def close(self) -> None:
-        """Nothing to tear down."""
+    def close(self, tally: Tally | None, *, complete: bool = False) -> None:
+        """Nothing to show: the summary says how it ended."""
 
 
 def make_progress(
@@ -202,16 +238,25 @@ def make_progress(
     label: str,
     *,
     quiet: bool,
+    machine: bool = False,
     stream: TextIO | None = None,
-    interval: float = 2.0,
+    interval: float = LINE_INTERVAL,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Progress:
-    """The right display for where stderr goes."""
+    """The right display for where stderr goes.
+
+    `total` is the rows this run is expected to do (None: unknown); on a pipe,
+    a line is printed at most every `interval` seconds of `clock`. `machine`
+    (`--json`) keeps stderr free of status lines and messages unless a person
+    watches it on a terminal, so that an error there is the only thing in it.
+    """
     stream = sys.stderr if stream is None else stream
-    if quiet:
-        return _Silent(stream)
-    if stream.isatty():
+    tty = stream.isatty()
+    if quiet or (machine and not tty):
+        return _Silent(None if machine and not tty else stream)
+    if tty:
         return _Bar(total, label, stream)
-    return _Lines(total, label, stream, interval)
+    return _Lines(total, label, stream, interval, clock)
 
 
 def _duration(seconds: float) -> str:
