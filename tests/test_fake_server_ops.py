@@ -449,6 +449,9 @@ def test_the_launcher_runs_a_server_with_options_and_stops_it() -> None:
         assert stats["tokens_revoked_on_reissue"] == {"acme1": 1}
         assert stats["revoked_token_requests"] == 1
         assert stats["requests"]["GET /link/credentials/"] == {"401": 1}  # not fast mode
+        with pytest.raises(RuntimeError, match="already running"):
+            launcher.__enter__()
+        assert server.fake_stats()["requests_total"] == 3  # still the same server
         pid = server.pid
         cpu = server.cpu_seconds()
         assert cpu is None or cpu > 0
@@ -470,6 +473,16 @@ def test_the_launcher_passes_fault_rate_and_fast() -> None:
         stats = server.fake_stats()
     assert sum(stats["faults_injected"].values()) == 10
     assert stats["requests"] == {}  # fast mode
+
+
+async def test_cancelled_while_starting_leaves_no_process() -> None:
+    launcher = FakeServerProcess()
+    starting = asyncio.ensure_future(launcher.__aenter__())
+    await asyncio.sleep(0.01)  # spawned; still importing, long before it announces itself
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    assert launcher.returncode is not None  # reaped: it was killed, not left behind
 
 
 def test_a_server_that_cannot_start_is_a_clear_error() -> None:

@@ -92,8 +92,8 @@ class FakeServerInfo:
 
 class FakeServerProcess:
     """``with FakeServerProcess() as server:`` runs a fake server process for the block;
-    ``server`` is a :class:`FakeServerInfo`. ``async with`` works too, starting and
-    stopping the process in a worker thread so the event loop keeps running.
+    ``server`` is a :class:`FakeServerInfo`. ``async with`` works too, waiting for the
+    process to start and to stop in a worker thread so the event loop keeps running.
 
     The options are those of ``conduit-async fake-server``: ``token_ttl`` (seconds),
     ``seed`` and ``fault_rate`` (random faults of ``FAULT_MIX``, a share of requests),
@@ -156,6 +156,7 @@ class FakeServerProcess:
         return cmd
 
     def __enter__(self) -> FakeServerInfo:
+        self._check_idle()
         try:
             self._spawn()
             return self._announcement()
@@ -174,7 +175,12 @@ class FakeServerProcess:
     async def __aenter__(self) -> FakeServerInfo:
         # Spawned from this thread, not a worker: Linux sends the parent-death signal
         # when the thread that forked the child ends, and a worker thread may end first.
-        self._spawn()
+        self._check_idle()
+        try:
+            self._spawn()
+        except BaseException:
+            self.stop()
+            raise
         reading = asyncio.ensure_future(asyncio.to_thread(self._announcement))
         try:
             return await asyncio.shield(reading)
@@ -194,9 +200,11 @@ class FakeServerProcess:
     ) -> None:
         await asyncio.to_thread(self.stop)
 
-    def _spawn(self) -> None:
+    def _check_idle(self) -> None:
         if self._proc is not None:
             raise RuntimeError("this FakeServerProcess is already running")
+
+    def _spawn(self) -> None:
         self.returncode = None
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (outlives this call; stop() closes it)
         self._proc = subprocess.Popen(
