@@ -1,6 +1,6 @@
 """The `conduit-async` command, end to end: real processes against a fake server process.
 
-The server is `python -m conduit_async.testing --port 0 --json`, shared by the
+The server is the fake in a process of its own (`FakeServerProcess`), shared by the
 module; each test uses its own company ids and ext_ids. Every command's
 stdout, stderr and results file is checked for tokens: the fake's tokens
 have recognisable shapes, so any token it ever issued would be caught.
@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,49 +26,28 @@ from conduit_async.cli import main
 from conduit_async.cli._progress import Tally, make_progress
 from conduit_async.cli._rows import RowSource
 from conduit_async.provision import BadRow, CompanySpec, ProvisionResult
+from conduit_async.testing import FakeServerInfo, FakeServerProcess
 
 #: Every token the fake server issues: organization, Link APP, workspace, company.
 TOKEN = re.compile(r"\b(?:org|link|wt|ct)_[0-9a-f]{32}\b")
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[dict[str, Any]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conduit_async.testing", "--port", "0", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        info: dict[str, Any] = json.loads(proc.stdout.readline())
-        info["pid"] = proc.pid
+def server() -> Iterator[FakeServerInfo]:
+    with FakeServerProcess() as info:
         yield info
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
 
 
 @pytest.fixture
-def env(server: dict[str, Any]) -> dict[str, str]:
+def env(server: FakeServerInfo) -> dict[str, str]:
     """The environment of a configured user: base URLs and both tokens."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("CONDUIT_")}
-    return {
-        **base,
-        "CONDUIT_BASE_URL": server["base_url"],
-        "CONDUIT_LINK_BASE_URL": server["link_base_url"],
-        "CONDUIT_TOKEN": server["org_token"],
-        "CONDUIT_LINK_TOKEN": server["link_token"],
-    }
+    return {**base, **server.environment()}
 
 
-def no_tokens(text: str, server: dict[str, Any]) -> None:
-    assert server["org_token"] not in text
-    assert server["link_token"] not in text
+def no_tokens(text: str, server: FakeServerInfo) -> None:
+    assert server.org_token not in text
+    assert server.link_token not in text
     found = TOKEN.findall(text)
     assert not found, f"a token was printed: {found[0][:8]}..."
 
@@ -77,7 +55,7 @@ def no_tokens(text: str, server: dict[str, Any]) -> None:
 def cli(
     *args: str,
     env: dict[str, str],
-    server: dict[str, Any],
+    server: FakeServerInfo,
     cwd: Path,
     stdin: str | None = None,
     tokens_allowed: bool = False,
@@ -97,13 +75,7 @@ def cli(
     return proc
 
 
-def fake_stats(server: dict[str, Any]) -> dict[str, Any]:
-    with urllib.request.urlopen(server["url"] + "_fake/stats", timeout=10) as response:
-        data: dict[str, Any] = json.load(response)
-    return data
-
-
-def results(path: Path, server: dict[str, Any]) -> list[dict[str, Any]]:
+def results(path: Path, server: FakeServerInfo) -> list[dict[str, Any]]:
     text = path.read_text()
     no_tokens(text, server)
     return [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -113,7 +85,7 @@ def results(path: Path, server: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_csv_with_bad_rows_reports_each_with_its_line(
-    tmp_path: Path, env: dict[str, str], server: dict[str, Any]
+    tmp_path: Path, env: dict[str, str], server: FakeServerInfo
 ) -> None:
     (tmp_path / "clients.csv").write_text(
         "id,name,page_enabled\n"
@@ -146,7 +118,7 @@ def test_csv_with_bad_rows_reports_each_with_its_line(
     for line in reasons:
         assert f"line {line}" in run.stdout  # the summary lists every failure with its line
     assert "created" in run.stdout and "rows/s" in run.stdout
-    created = fake_stats(server)["companies_created"]
+    created = server.fake_stats()["companies_created"]
     assert all(created[cid] == 1 for cid in ("csvok1", "csvok2", "csvok8"))
     assert "csvflag6" not in created
 
@@ -160,7 +132,7 @@ def test_csv_with_bad_rows_reports_each_with_its_line(
 
 
 def test_jsonl_from_stdin_and_a_clean_run_exits_0(
-    tmp_path: Path, env: dict[str, str], server: dict[str, Any]
+    tmp_path: Path, env: dict[str, str], server: FakeServerInfo
 ) -> None:
     lines = [
         {"id": "jsonok1", "name": "J1"},
@@ -194,7 +166,7 @@ def test_jsonl_from_stdin_and_a_clean_run_exits_0(
 
 
 def test_interrupted_run_resumes_with_no_row_lost_or_created_twice(
-    tmp_path: Path, env: dict[str, str], server: dict[str, Any]
+    tmp_path: Path, env: dict[str, str], server: FakeServerInfo
 ) -> None:
     count = 3000
     ids = [f"resume{n:05d}" for n in range(count)]
@@ -215,12 +187,12 @@ def test_interrupted_run_resumes_with_no_row_lost_or_created_twice(
         time.sleep(0.005)
     # Freeze the server so that rows are surely in flight when Ctrl-C arrives, then let
     # them finish: they must be recorded before the command exits.
-    os.kill(server["pid"], signal.SIGSTOP)
+    os.kill(server.pid, signal.SIGSTOP)
     try:
         proc.send_signal(signal.SIGINT)
         time.sleep(0.3)
     finally:
-        os.kill(server["pid"], signal.SIGCONT)
+        os.kill(server.pid, signal.SIGCONT)
     stdout, stderr = proc.communicate(timeout=30)
     no_tokens(stdout + stderr, server)
     assert proc.returncode == 130, stderr
@@ -244,12 +216,12 @@ def test_interrupted_run_resumes_with_no_row_lost_or_created_twice(
         assert record["outcome"] != "failed"
         successes[record["id"]] = successes.get(record["id"], 0) + 1
     assert successes == dict.fromkeys(ids, 1)
-    created = fake_stats(server)["companies_created"]
+    created = server.fake_stats()["companies_created"]
     assert {cid: created.get(cid) for cid in ids} == dict.fromkeys(ids, 1)
 
 
 def test_ctrl_c_while_waiting_for_a_slow_pipe_stops_at_once(
-    tmp_path: Path, env: dict[str, str], server: dict[str, Any]
+    tmp_path: Path, env: dict[str, str], server: FakeServerInfo
 ) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "conduit_async", "provision", "companies", "-", "--out", "s.jsonl"],
@@ -280,7 +252,7 @@ def test_ctrl_c_while_waiting_for_a_slow_pipe_stops_at_once(
 
 
 def test_workspaces_with_cloned_dashboards_and_everyday_commands(
-    tmp_path: Path, env: dict[str, str], server: dict[str, Any]
+    tmp_path: Path, env: dict[str, str], server: FakeServerInfo
 ) -> None:
     (tmp_path / "ws.csv").write_text("name,ext_id\nCLI One,cliws1\nCLI Two,cliws2\nNo id,\n")
     run = cli(
@@ -333,7 +305,7 @@ def test_workspaces_with_cloned_dashboards_and_everyday_commands(
 
 
 def test_companies_get_and_token_and_tokens_never_leak_elsewhere(
-    tmp_path: Path, env: dict[str, str], server: dict[str, Any]
+    tmp_path: Path, env: dict[str, str], server: FakeServerInfo
 ) -> None:
     cli(
         "provision", "companies", "-", "--format", "csv", "--quiet",
@@ -361,13 +333,13 @@ def test_companies_get_and_token_and_tokens_never_leak_elsewhere(
 
 
 def test_token_file_must_be_private(
-    tmp_path: Path, env: dict[str, str], server: dict[str, Any]
+    tmp_path: Path, env: dict[str, str], server: FakeServerInfo
 ) -> None:
     bare = {k: v for k, v in env.items() if not k.endswith("TOKEN")}
     token_file = tmp_path / "conduit.env"
     token_file.write_text(
-        f"# tokens\nCONDUIT_TOKEN={server['org_token']}\n"
-        f'export CONDUIT_LINK_TOKEN="{server["link_token"]}"\n'
+        f"# tokens\nCONDUIT_TOKEN={server.org_token}\n"
+        f'export CONDUIT_LINK_TOKEN="{server.link_token}"\n'
     )
     token_file.chmod(0o644)
     refused = cli(
@@ -386,7 +358,7 @@ def test_token_file_must_be_private(
     assert allowed.returncode == 0, allowed.stderr
 
     single = tmp_path / "link.token"
-    single.write_text(server["link_token"] + "\n")
+    single.write_text(server.link_token + "\n")
     single.chmod(0o600)
     by_bare_token = cli(
         "companies", "get", "getme1", "--token-file", str(single),

@@ -13,12 +13,9 @@ import asyncio
 import email.utils
 import io
 import json
-import signal
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -30,6 +27,7 @@ from conduit_async.testing import (
     ROUTE_KEYS,
     ExpiredTokenUse,
     FakeConduit,
+    FakeServerProcess,
     Fault,
     FaultKind,
     ManualClock,
@@ -37,7 +35,6 @@ from conduit_async.testing import (
 from conduit_async.testing.__main__ import main, serve
 
 START = 1_800_000_000.0
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _NO_BODY = object()
 
 
@@ -476,15 +473,24 @@ async def test_company_token_expires_after_ttl(
 async def test_token_ttl_and_fractional_expiry(
     clock: ManualClock, http: aiohttp.ClientSession
 ) -> None:
-    clock.set(START + 0.25)
+    """A fractional clock gives whole-second expiry, truncated as a server storing whole
+    seconds would: what the client is told is exactly when the token stops working."""
+    clock.set(START + 0.75)
     async with FakeConduit(clock=clock, token_ttl=30) as fake:
         token = (await create_company(http, fake, "acme1")).body["api_token"]
-        assert token["expires_at"] == START + 30.25 and isinstance(token["expires_at"], float)
-        fake.token_ttl = 90
+        assert token["expires_at"] == START + 30 and isinstance(token["expires_at"], int)
+        assert fake.issued_tokens()[token["token"]].expires_at == START + 30
+        fake.token_ttl = 90.5
         got = await call(http, "GET", fake.link_base_url + "company/acme1/", fake.link_token)
-        assert got.body["api_token"]["expires_at"] == START + 90.25
+        assert got.body["api_token"]["expires_at"] == START + 91
         with pytest.raises(ValueError):
             fake.token_ttl = 0
+        clock.set(START + 29.99)
+        credentials = fake.link_base_url + "credentials/"
+        assert (await call(http, "GET", credentials, token["token"])).status == 200
+        clock.set(START + 30)
+        refused = await call(http, "GET", credentials, token["token"])
+        assert (refused.status, refused.code) == (401, "token_expired")
 
 
 async def test_revoked_tokens(fake: FakeConduit, http: aiohttp.ClientSession) -> None:
@@ -862,6 +868,8 @@ async def test_stats_route_and_reset(
         "tokens_issued": {"acme1": 1},
         "expired_token_requests": 1,
         "expired_token_log": [{"route": "GET /link/credentials/", "at": START + 600}],
+        "tokens_revoked_on_reissue": {},
+        "revoked_token_requests": 0,
         "companies_created": {"acme1": 1},
         "workspaces_created": 1,
         "workspaces_created_by_ext_id": {"e1": 1},
@@ -1145,35 +1153,18 @@ async def test_fault_api_rejects_mistakes(fake: FakeConduit) -> None:
 
 
 async def test_module_runs_as_a_process_and_stops_on_sigterm() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "conduit_async.testing",
-        "--port",
-        "0",
-        "--json",
-        "--fast",
-        "--org-token",
-        "org_fixed",
-        "--link-token",
-        "link_fixed",
-        cwd=PROJECT_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    try:
-        line = await asyncio.wait_for(process.stdout.readline(), 15)
-        info = json.loads(line)
-        assert set(info) == {"url", "base_url", "link_base_url", "org_token", "link_token"}
-        assert (info["org_token"], info["link_token"]) == ("org_fixed", "link_fixed")
+    """The launcher checks the JSON line has exactly the announced keys."""
+    launcher = FakeServerProcess(fast=True, org_token="org_fixed", link_token="link_fixed")
+    async with launcher as info:
+        assert (info.org_token, info.link_token) == ("org_fixed", "link_fixed")
+        assert info.url.startswith("http://127.0.0.1:") and info.url.endswith("/")
+        assert (info.base_url, info.link_base_url) == (info.url + "v2/", info.url + "link/")
         async with aiohttp.ClientSession() as http:
             reply = await call(
-                http, "POST", info["link_base_url"] + "company/", "link_fixed", {"id": "a1"}
+                http, "POST", info.link_base_url + "company/", "link_fixed", {"id": "a1"}
             )
             assert reply.status == 200
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 15) == 0
+    assert launcher.returncode == 0  # a clean stop on SIGTERM
 
 
 async def test_serve_announces_and_stops() -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from test_hostile_server import Handler, HostileServer
-from test_soak import COMPANY_TOKEN, assert_no_token, cli_env, fake_server_process, fake_stats
+from test_soak import COMPANY_TOKEN, assert_no_token, cli_env, fake_server_process
 
 from conduit_async import (
     AuthenticationError,
@@ -51,7 +51,7 @@ from conduit_async import (
     ValidationError,
     WorkspaceSpec,
 )
-from conduit_async.testing import FakeConduit, Fault, ManualClock
+from conduit_async.testing import FakeConduit, FakeServerInfo, Fault, ManualClock
 
 # -- every code path, then a search for every token ----------------------------------------
 
@@ -68,7 +68,7 @@ class Evidence:
 
     def snapshot(self) -> None:
         """Remember every token the fake knows now (revoked ones leave its table)."""
-        self.tokens.update(self.fake._state.tokens)
+        self.tokens.update(self.fake.issued_tokens())
 
     def see(self, obj: Any) -> None:
         self.texts += [repr(obj), str(obj)]
@@ -599,13 +599,13 @@ async def test_https_is_always_allowed(no_env: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[dict[str, str]]:
+def server() -> Iterator[FakeServerInfo]:
     """The fake server in a subprocess, shared by the CLI tests of this module."""
     with fake_server_process() as info:
         yield info
 
 
-def start_cli(server: dict[str, str], *args: str, **env: str) -> subprocess.Popen[str]:
+def start_cli(server: FakeServerInfo, *args: str, **env: str) -> subprocess.Popen[str]:
     """Start the CLI against `server`; `env` overrides (an empty value removes a variable)."""
     environ = {**cli_env(server), **env}
     return subprocess.Popen(
@@ -622,18 +622,16 @@ def finish(proc: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def cli(server: dict[str, str], *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def cli(server: FakeServerInfo, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return finish(start_cli(server, *args, **env))
 
 
 NO_TOKENS = {"CONDUIT_TOKEN": "", "CONDUIT_LINK_TOKEN": ""}
 
 
-def token_file(tmp_path: Path, server: dict[str, str], mode: int) -> Path:
+def token_file(tmp_path: Path, server: FakeServerInfo, mode: int) -> Path:
     path = tmp_path / "conduit.env"
-    path.write_text(
-        f"CONDUIT_TOKEN={server['org_token']}\nCONDUIT_LINK_TOKEN={server['link_token']}\n"
-    )
+    path.write_text(f"CONDUIT_TOKEN={server.org_token}\nCONDUIT_LINK_TOKEN={server.link_token}\n")
     path.chmod(mode)
     return path
 
@@ -641,22 +639,22 @@ def token_file(tmp_path: Path, server: dict[str, str], mode: int) -> Path:
 @pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604], ids=oct)
 def test_a_token_file_others_can_read_is_refused(
-    tmp_path: Path, server: dict[str, str], mode: int
+    tmp_path: Path, server: FakeServerInfo, mode: int
 ) -> None:
     path = token_file(tmp_path, server, mode)
-    before = fake_stats(server)["requests_total"]
+    before = server.fake_stats()["requests_total"]
     result = cli(server, "--token-file", str(path), "companies", "get", "acme1", **NO_TOKENS)
     assert result.returncode == 2, result.stderr
     assert "too open" in result.stderr
     assert f"chmod 600 {path}" in result.stderr
     assert f"{mode:04o}" in result.stderr
     assert_no_token(result.stdout + result.stderr, server)
-    assert fake_stats(server)["requests_total"] == before  # refused before any request
+    assert server.fake_stats()["requests_total"] == before  # refused before any request
 
 
 @pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
 @pytest.mark.parametrize("mode", [0o600, 0o400], ids=oct)
-def test_a_private_token_file_is_used(tmp_path: Path, server: dict[str, str], mode: int) -> None:
+def test_a_private_token_file_is_used(tmp_path: Path, server: FakeServerInfo, mode: int) -> None:
     company = tmp_path / "one.csv"
     company.write_text("id,name\ntokenfile1,Token File\n")
     path = token_file(tmp_path, server, mode)
@@ -669,7 +667,7 @@ def test_a_private_token_file_is_used(tmp_path: Path, server: dict[str, str], mo
     assert_no_token(made.stdout + made.stderr + result.stdout + result.stderr, server)
 
 
-def test_no_token_in_cli_output(tmp_path: Path, server: dict[str, str]) -> None:
+def test_no_token_in_cli_output(tmp_path: Path, server: FakeServerInfo) -> None:
     rows = tmp_path / "rows.csv"
     rows.write_text("id,name,page_enabled\nclitok1,A,true\nclitok2,B,false\nbad id,C,true\n")
     wrong = {"CONDUIT_LINK_TOKEN": "link_WRONG0123456789abcdef0123456"}

@@ -34,7 +34,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from typing import Any
 import pytest
 
 from conduit_async import CompanySpec, Conduit, ConduitError, OutcomeUnknownError, RetryPolicy
-from conduit_async.testing import FakeConduit, Fault
+from conduit_async.testing import FakeConduit, FakeServerInfo, FakeServerProcess, Fault
 
 pytestmark = pytest.mark.soak
 
@@ -317,49 +316,18 @@ async def test_provision_survives_faults(
 
 
 @contextlib.contextmanager
-def fake_server_process() -> Iterator[dict[str, str]]:
-    """`python -m conduit_async.testing --port 0 --json` in a subprocess: its URLs and tokens."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conduit_async.testing", "--port", "0", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line, f"the fake server did not start: {proc.stderr and proc.stderr.read()}"
-        yield json.loads(line)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
-    assert proc.returncode == 0, f"the fake server ended with {proc.returncode}"
+def fake_server_process() -> Iterator[FakeServerInfo]:
+    """The fake server in a subprocess, which must end cleanly (status 0) on SIGTERM."""
+    launcher = FakeServerProcess()
+    with launcher as server:
+        yield server
+    assert launcher.returncode == 0, f"the fake server ended with {launcher.returncode}"
 
 
-def fake_stats(server: dict[str, str]) -> dict[str, Any]:
-    with urllib.request.urlopen(server["url"] + "_fake/stats", timeout=10) as response:
-        stats: dict[str, Any] = json.load(response)
-    return stats
-
-
-def cli_env(server: dict[str, str]) -> dict[str, str]:
+def cli_env(server: FakeServerInfo) -> dict[str, str]:
     """The environment of a CLI run against `server`: tokens and URLs, warnings as errors."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUIT_")}
-    env.update(
-        CONDUIT_TOKEN=server["org_token"],
-        CONDUIT_LINK_TOKEN=server["link_token"],
-        CONDUIT_BASE_URL=server["base_url"],
-        CONDUIT_LINK_BASE_URL=server["link_base_url"],
-        PYTHONWARNINGS="error",
-    )
+    env.update(server.environment(), PYTHONWARNINGS="error")
     return env
 
 
@@ -367,9 +335,9 @@ def cli_env(server: dict[str, str]) -> dict[str, str]:
 COMPANY_TOKEN = re.compile(r"ct_[0-9a-f]{32}")
 
 
-def assert_no_token(text: str, server: dict[str, str]) -> None:
-    assert server["org_token"] not in text
-    assert server["link_token"] not in text
+def assert_no_token(text: str, server: FakeServerInfo) -> None:
+    assert server.org_token not in text
+    assert server.link_token not in text
     assert COMPANY_TOKEN.search(text) is None
 
 
@@ -412,7 +380,7 @@ def test_cli_resumes_after_sigterm_without_duplicates(
         first_lines = [json.loads(line) for line in before.splitlines()]
         assert all(line["outcome"] == "created" for line in first_lines)
         assert len({line["id"] for line in first_lines}) == recorded
-        midway = fake_stats(server)
+        midway = server.fake_stats()
 
         started = time.perf_counter()
         second = subprocess.run(
@@ -425,7 +393,7 @@ def test_cli_resumes_after_sigterm_without_duplicates(
         )
         second_elapsed = time.perf_counter() - started
         assert second.returncode == 0, second.stderr
-        stats = fake_stats(server)
+        stats = server.fake_stats()
 
     text = results.read_text()
     lines = [json.loads(line) for line in text.splitlines()]

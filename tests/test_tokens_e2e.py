@@ -54,10 +54,6 @@ async def drain(conduit: Conduit) -> None:
     raise AssertionError("background refreshes did not finish")
 
 
-def issued_tokens(fake: FakeConduit) -> list[str]:
-    return list(fake._state.tokens)
-
-
 async def test_thirty_minutes_of_traffic_never_send_an_expired_token(
     fake: FakeConduit, conduit: Conduit, clock: ManualClock
 ) -> None:
@@ -89,7 +85,7 @@ async def test_server_clock_offset_never_leaves_less_than_the_hard_margin(
     for _ in range(20 * 60 // 7):
         clock.advance(7)
         token = await conduit.companies.token("acme1")
-        grant = fake._state.tokens[token]
+        grant = fake.issued_tokens()[token]
         server_now = clock() + offset
         assert grant.expires_at is not None
         # The hard margin is a tenth of the life; one second goes to Date's rounding.
@@ -214,7 +210,7 @@ async def test_tokens_never_reach_logs_reprs_or_errors(
             seen += [str(exc), repr(exc), str(getattr(exc, "body", ""))]
     seen.append(repr(conduit.tokens.store.get("acme1")))
     captured = caplog.text + "\n".join(seen)
-    tokens = issued_tokens(fake)
+    tokens = list(fake.issued_tokens())
     assert len(tokens) > 4
     for token in tokens:
         assert token not in captured

@@ -13,7 +13,7 @@ from typing import Literal
 
 import attrs
 
-__all__ = ["Fault", "FaultInjector", "FaultKind"]
+__all__ = ["FAULT_MIX", "Fault", "FaultInjector", "FaultKind"]
 
 ANY_ROUTE = "*"
 
@@ -105,6 +105,19 @@ class Fault:
         return str(self.kind.value)
 
 
+FAULT_MIX: tuple[tuple[Fault, float], ...] = (
+    (Fault.status(429, retry_after=1), 3.0),
+    (Fault.status(500), 1.0),
+    (Fault.status(502), 1.0),
+    (Fault.status(503, retry_after=1), 1.0),
+    (Fault.reset(), 2.0),
+    (Fault.lost(), 2.0),
+)
+"""The failures :meth:`FaultInjector.random_mix` draws, with their weights: rate limits
+(``Retry-After: 1``), server errors, connections reset before the server acted and
+responses lost after it did. No latency: a stall costs real time."""
+
+
 class _RandomRule:
     """A rate and a weighted mix of faults, drawn from a private seeded generator so that
     one rule's draws do not depend on any other rule or on the global ``random``."""
@@ -190,6 +203,14 @@ class FaultInjector:
         rng = random.Random(f"{rule_seed}:{route}")
         self._random[route] = _RandomRule(rate, kinds, weights, rng)
         self._refresh()
+
+    def random_mix(self, rate: float, *, route: str = ANY_ROUTE) -> None:
+        """Give each request to ``route`` (every route by default) probability ``rate``
+        of one fault of :data:`FAULT_MIX` (429 with ``Retry-After``, 5xx, resets, lost
+        responses), seeded with the server's ``seed``: what ``FakeConduit(fault_rate=)``
+        and ``conduit-async fake-server --faults RATE`` turn on."""
+        kinds = [fault for fault, _ in FAULT_MIX]
+        self.random(route, rate=rate, kinds=kinds, weights=[weight for _, weight in FAULT_MIX])
 
     def clear(self, route: str | None = None) -> None:
         """Remove the script and random rule of ``route``, or every plan when None."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import socket
 import struct
@@ -40,7 +41,7 @@ from ._state import (
 )
 from ._stats import ExpiredTokenUse, FakeStats
 
-__all__ = ["ROUTES", "FakeConduit"]
+__all__ = ["ROUTES", "FakeConduit", "client_environment"]
 
 log = logging.getLogger("conduit_async.testing")
 
@@ -215,6 +216,9 @@ _SO_LINGER_RESET = struct.pack("ii", 1, 0)
 """``SO_LINGER`` on with a zero timeout: closing then sends RST instead of FIN."""
 
 
+_LATEST_TIME = 253_402_300_799
+"""9999-12-31T23:59:59Z: the server's clock must stay where dates can be formatted."""
+
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 """Built once: ``json.dumps`` with non-default options makes a new encoder per call."""
 
@@ -233,11 +237,23 @@ class FakeConduit:
     with the SDK to make time pass instantly); the server's own time is
     ``clock() + clock_offset``, used for ``Date`` headers, ``created_at`` and token
     expiry. ``token_ttl`` is the company token lifetime in seconds. ``seed`` makes random
-    faults reproducible. ``fast=True`` drops the per-route/per-status breakdown in
-    ``stats.requests`` (every other counter stays) for benchmarks.
+    faults reproducible; ``fault_rate`` turns on :meth:`FaultInjector.random_mix` on
+    every route at that rate (a share of requests, 0 to 1). ``fast=True`` drops the
+    per-route/per-status breakdown in ``stats.requests`` (every other counter stays) for
+    benchmarks. ``revoke_on_reissue=True`` makes a company's earlier tokens fail with
+    401 ``token_revoked`` as soon as it is issued a new one (by create, get, edit or
+    list), the strictest reading of the spec, for testing many processes that share
+    (or fail to share) a company's token.
 
-    ``clock_offset``, ``token_ttl``, ``organization_name_configured`` and
-    ``white_label_configured`` are plain attributes that may be changed at any time.
+    ``clock_offset``, ``token_ttl``, ``revoke_on_reissue``,
+    ``organization_name_configured`` and ``white_label_configured`` may be changed at
+    any time.
+
+    Besides the API, the server answers ``GET /_fake/stats`` (the counters as JSON),
+    ``POST /_fake/stats/reset``, ``GET /_fake/clock`` (``{"now": server time, "offset":
+    clock_offset}``) and ``POST /_fake/clock`` with ``{"advance": seconds}``, which adds
+    to ``clock_offset`` so that a person or a process outside can make tokens expire
+    without waiting.
     """
 
     def __init__(
@@ -254,6 +270,8 @@ class FakeConduit:
         organization_name_configured: bool = True,
         white_label_configured: bool = True,
         fast: bool = False,
+        fault_rate: float = 0.0,
+        revoke_on_reissue: bool = False,
     ) -> None:
         if token_ttl <= 0:
             raise ValueError(f"token_ttl must be positive, not {token_ttl!r}")
@@ -271,9 +289,15 @@ class FakeConduit:
         self._fast = fast
         self._stats = FakeStats()
         self._state = FakeState(
-            token_ttl=token_ttl, org_token=org_token, link_token=link_token, stats=self._stats
+            token_ttl=token_ttl,
+            org_token=org_token,
+            link_token=link_token,
+            on_event=self._stats.record_event,
+            revoke_on_reissue=revoke_on_reissue,
         )
         self._faults = FaultInjector([route.key for route in ROUTES], seed)
+        if fault_rate:
+            self._faults.random_mix(fault_rate)
         self._url: str | None = None
         self._runner: web.AppRunner | None = None
         self._closed = False
@@ -292,6 +316,8 @@ class FakeConduit:
             app.router.add_route(route.method, route.path, self._endpoint(route))
         app.router.add_get("/_fake/stats", self._serve_stats)
         app.router.add_post("/_fake/stats/reset", self._reset_stats)
+        app.router.add_get("/_fake/clock", self._serve_clock)
+        app.router.add_post("/_fake/clock", self._advance_clock)
         app.router.add_get("/_fake/{kind}/{rest:.*}", self._serve_link_target)
         app.router.add_route("*", "/{rest:.*}", self._no_route)
         # A short shutdown timeout: stalls are released by close() and nothing else
@@ -381,6 +407,25 @@ class FakeConduit:
         self._state.token_ttl = seconds
 
     @property
+    def revoke_on_reissue(self) -> bool:
+        """Whether issuing a company a token revokes its earlier ones (see the class)."""
+        return self._state.revoke_on_reissue
+
+    @revoke_on_reissue.setter
+    def revoke_on_reissue(self, on: bool) -> None:
+        self._state.revoke_on_reissue = on
+
+    def environment(self) -> dict[str, str]:
+        """The ``CONDUIT_*`` variables that point a :class:`~conduit_async.Conduit` (or
+        the ``conduit-async`` command) at this server: both tokens and both base URLs."""
+        return client_environment(
+            base_url=self.base_url,
+            link_base_url=self.link_base_url,
+            org_token=self.org_token,
+            link_token=self.link_token,
+        )
+
+    @property
     def faults(self) -> FaultInjector:
         return self._faults
 
@@ -451,6 +496,14 @@ class FakeConduit:
         ``stats.tokens_issued``)."""
         return self._state.issue_company_token(self._company(company_id).key, self.now())
 
+    def issued_tokens(self) -> Mapping[str, Grant]:
+        """Every token the server knows, mapped to what it grants: the organization and
+        Link APP tokens, each workspace's token and every company token issued and not
+        revoked (expired ones included: they are answered 401 ``token_expired``). A
+        live read-only view, for tests that check no token leaked or what a token's
+        ``expires_at`` is on the server's side."""
+        return MappingProxyType(self._state.tokens)
+
     def revoke_token(self, token: str) -> None:
         """Make ``token`` fail with 401 from now on. A revoked workspace token is
         replaced by a new one at once (List workspaces shows it), as the spec says a
@@ -493,8 +546,14 @@ class FakeConduit:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             return ApiError(401, "invalid_token", "send Authorization: Bearer <token>")
-        grant = self._state.tokens.get(token.strip())
+        token = token.strip()
+        grant = self._state.tokens.get(token)
         if grant is None:
+            if token in self._state.revoked:
+                self._stats.revoked_token_requests += 1
+                return ApiError(
+                    401, "token_revoked", "the company token was revoked: a newer one was issued"
+                )
             return ApiError(401, "invalid_token", "the token is unknown or was revoked")
         if grant.expires_at is not None and now >= grant.expires_at:
             stats = self._stats
@@ -652,6 +711,29 @@ class FakeConduit:
         self._stats.reset()
         return web.Response(status=204, headers={"Date": self._http_date(self.now())})
 
+    def _clock_json(self) -> dict[str, float]:
+        return {"now": self.now(), "offset": self.clock_offset}
+
+    async def _serve_clock(self, request: web.Request) -> web.StreamResponse:
+        return self._json(200, self._clock_json(), self.now())
+
+    async def _advance_clock(self, request: web.Request) -> web.StreamResponse:
+        """``{"advance": seconds}``: move the server's time forward (never back)."""
+        try:
+            try:
+                body = json.loads(await request.read())
+            except ValueError:
+                raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
+            seconds = _advance_seconds(body)
+            if self.now() + seconds > _LATEST_TIME:
+                raise ApiError(
+                    400, "invalid_request", "'advance' would take the clock past the year 9999"
+                )
+        except ApiError as error:
+            return self._error(error, self.now())
+        self.clock_offset += seconds
+        return self._json(200, self._clock_json(), self.now())
+
     async def _serve_link_target(self, request: web.Request) -> web.StreamResponse:
         """Answer the URLs the API hands out (company pages, share and connect links,
         data-lake CSVs), so a client that follows one gets a page rather than a 404."""
@@ -665,6 +747,38 @@ class FakeConduit:
             html = f"<!doctype html><title>Fake Conduit {kind}</title><p>{kind}</p>\n"
             return web.Response(text=html, content_type="text/html", headers=headers)
         return await self._no_route(request)
+
+
+def client_environment(
+    *, base_url: str, link_base_url: str, org_token: str, link_token: str
+) -> dict[str, str]:
+    """The environment variables the SDK reads its tokens and base URLs from."""
+    return {
+        "CONDUIT_TOKEN": org_token,
+        "CONDUIT_LINK_TOKEN": link_token,
+        "CONDUIT_BASE_URL": base_url,
+        "CONDUIT_LINK_BASE_URL": link_base_url,
+    }
+
+
+def _advance_seconds(body: object) -> float:
+    """The body of ``POST /_fake/clock``, checked: exactly ``{"advance": <seconds>}``
+    with a finite, non-negative number."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_request", 'send a JSON object: {"advance": <seconds>}')
+    unknown = sorted(set(body) - {"advance"})
+    if unknown:
+        raise ApiError(400, "invalid_request", f"unknown field {unknown[0]!r}; expected 'advance'")
+    seconds = body.get("advance")
+    if seconds is None:
+        raise ApiError(400, "invalid_request", "'advance' is required (seconds)")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ApiError(400, "invalid_request", "'advance' must be a number of seconds")
+    if seconds < 0 or seconds > _LATEST_TIME or not math.isfinite(seconds):
+        raise ApiError(
+            400, "invalid_request", "'advance' must be a finite, non-negative number of seconds"
+        )
+    return float(seconds)
 
 
 def _resolve(stall: asyncio.Future[None]) -> None:

@@ -3,7 +3,9 @@
 Every API call is a method that takes already-parsed input and the server's current time
 and returns the JSON payload (``None`` for "204, no body") or raises :class:`ApiError`.
 Kept apart from aiohttp so the rules of spec sections 2-5 read in one place, and so the
-server module is only about HTTP, authorization and faults.
+server module is only about HTTP, authorization and faults. What happened (a token
+issued, a company created) is announced as an event to a listener; counting is the
+server's business.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from urllib.parse import urlencode
 
 import attrs
 
-from ._stats import FakeStats
+from ._events import (
+    CompanyCreated,
+    DashboardCloned,
+    Listener,
+    TokenIssued,
+    TokenRevoked,
+    WorkspaceCreated,
+)
 
 __all__ = [
     "Account",
@@ -58,6 +67,8 @@ class ApiError(Exception):
 
 
 class TokenKind(enum.Enum):
+    """Which of the spec's four kinds of bearer token a token is."""
+
     ORGANIZATION = "organization"
     LINK = "link"
     WORKSPACE = "workspace"
@@ -70,8 +81,11 @@ class Grant(NamedTuple):
 
     kind: TokenKind
     subject: int | str | None
-    """The workspace id, or the lower-cased company id."""
-    expires_at: float | None
+    """The workspace id, or the lower-cased company id; None for the organization and
+    Link APP tokens."""
+    expires_at: int | None
+    """Server time (whole Unix seconds) from which a company token is refused; None for
+    tokens that do not expire."""
 
 
 @attrs.frozen
@@ -79,8 +93,8 @@ class IssuedToken:
     """A company token as issued: the ``api_token`` of a company response."""
 
     token: str = attrs.field(repr=False)
-    expires_at: float
-    """Server time (Unix seconds) from which the token is refused."""
+    expires_at: int
+    """Server time (whole Unix seconds) from which the token is refused."""
 
 
 @attrs.frozen
@@ -146,11 +160,6 @@ class Credential:
 
 def iso_utc(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-def json_number(x: float) -> int | float:
-    """``expires_at`` goes out as an int when whole, as the spec's example shows."""
-    return int(x) if x.is_integer() else x
 
 
 def new_token(prefix: str) -> str:
@@ -226,10 +235,18 @@ class FakeState:
     """
 
     def __init__(
-        self, *, token_ttl: float, org_token: str, link_token: str, stats: FakeStats
+        self,
+        *,
+        token_ttl: float,
+        org_token: str,
+        link_token: str,
+        on_event: Listener,
+        revoke_on_reissue: bool = False,
     ) -> None:
         self.token_ttl = token_ttl
-        self.stats = stats
+        self.revoke_on_reissue = revoke_on_reissue
+        """When a company is issued a token, its earlier ones stop working."""
+        self._on_event = on_event
         self.root = "http://fake-conduit.invalid/"
         """Prefix of the URLs the server hands out; set to the real one when it starts."""
         self.org_token = org_token
@@ -238,6 +255,11 @@ class FakeState:
             org_token: Grant(TokenKind.ORGANIZATION, None, None),
             link_token: Grant(TokenKind.LINK, None, None),
         }
+        self.revoked: set[str] = set()
+        """Company tokens revoked because a newer one was issued, so that a request
+        carrying one can be told apart from one with a token never issued."""
+        self._latest: dict[str, str] = {}
+        """Company key -> the token issued to it last."""
         self.companies: dict[str, Company] = {}
         self.workspaces: dict[int, Workspace] = {}
         self.dashboards: dict[int, Dashboard] = {}
@@ -257,11 +279,19 @@ class FakeState:
     # -- tokens ----------------------------------------------------------------------
 
     def issue_company_token(self, key: str, now: float) -> IssuedToken:
+        """A new token for company ``key``, valid until the whole second ``now`` plus
+        the lifetime falls in (truncated, as a server storing whole seconds would)."""
         token = new_token("ct_")
-        expires_at = now + self.token_ttl
-        self.tokens[token] = Grant(TokenKind.COMPANY, key, expires_at)
-        issued = self.stats.tokens_issued
-        issued[key] = issued.get(key, 0) + 1
+        expires_at = int(now + self.token_ttl)
+        tokens = self.tokens
+        tokens[token] = Grant(TokenKind.COMPANY, key, expires_at)
+        earlier = self._latest.get(key)
+        self._latest[key] = token
+        self._on_event(TokenIssued(key))
+        if self.revoke_on_reissue and earlier is not None and earlier in tokens:
+            del tokens[earlier]
+            self.revoked.add(earlier)
+            self._on_event(TokenRevoked(key))
         return IssuedToken(token, expires_at)
 
     def revoke_token(self, token: str) -> None:
@@ -346,7 +376,7 @@ class FakeState:
             "name": company.name,
             "created_at": company.created_at,
             "link_page": {"url": page_url, "enabled": company.page_enabled},
-            "api_token": {"token": token.token, "expires_at": json_number(token.expires_at)},
+            "api_token": {"token": token.token, "expires_at": token.expires_at},
         }
 
     @staticmethod
@@ -389,11 +419,7 @@ class FakeState:
         ext_id = _text(obj, "ext_id", required=False)
         assert name is not None
         workspace = self.add_workspace(name, ext_id)
-        stats = self.stats
-        stats.workspaces_created += 1
-        if ext_id is not None:
-            by_ext_id = stats.workspaces_created_by_ext_id
-            by_ext_id[ext_id] = by_ext_id.get(ext_id, 0) + 1
+        self._on_event(WorkspaceCreated(ext_id))
         return self.workspace_json(workspace)
 
     def disable_workspace(self, workspace_id: int) -> None:
@@ -430,7 +456,7 @@ class FakeState:
         if workspace_id not in self.workspaces:
             raise not_found(f"workspace {workspace_id}")
         clone = self.add_dashboard(source.name if name is None else name, workspace_id)
-        self.stats.dashboards_cloned += 1
+        self._on_event(DashboardCloned(clone.id))
         return {
             "id": clone.id,
             "name": clone.name,
@@ -445,8 +471,7 @@ class FakeState:
         name = _text(obj, "name", required=False)
         page_enabled = _flag(obj, "page_enabled", True)
         company = self.add_company(company_id, name, page_enabled, now)
-        created = self.stats.companies_created
-        created[company.key] = created.get(company.key, 0) + 1
+        self._on_event(CompanyCreated(company.key))
         return self.company_json(company, self.issue_company_token(company.key, now))
 
     def list_companies(self, include_connections: bool, now: float) -> list[dict[str, Any]]:

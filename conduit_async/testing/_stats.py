@@ -8,6 +8,15 @@ from typing import NamedTuple
 
 import attrs
 
+from ._events import (
+    CompanyCreated,
+    DashboardCloned,
+    Event,
+    TokenIssued,
+    TokenRevoked,
+    WorkspaceCreated,
+)
+
 __all__ = ["ExpiredTokenUse", "FakeStats"]
 
 
@@ -43,6 +52,12 @@ class FakeStats:
     """Requests that arrived with an expired company token, faults or not."""
     expired_token_log: list[ExpiredTokenUse] = attrs.Factory(list)
     """The same requests, in arrival order."""
+    tokens_revoked_on_reissue: dict[str, int] = attrs.Factory(dict)
+    """Lower-cased company id -> company tokens that stopped working because a newer one
+    was issued (only with ``revoke_on_reissue``)."""
+    revoked_token_requests: int = 0
+    """Requests that arrived with a company token revoked that way, faults or not (each
+    answered 401 ``token_revoked``)."""
     companies_created: dict[str, int] = attrs.Factory(dict)
     """Lower-cased company id -> successful ``POST /link/company/`` calls."""
     workspaces_created: int = 0
@@ -55,6 +70,26 @@ class FakeStats:
     faults_injected: dict[str, int] = attrs.Factory(dict)
     """Fault label (``"status_429"``, ``"status_503"``, ``"reset"``, ``"lost"``,
     ``"latency"``) -> times injected."""
+
+    def record_event(self, event: Event) -> None:
+        """Count what the fake's rules announced (the server's listener)."""
+        match event:
+            case TokenIssued(company):
+                issued = self.tokens_issued
+                issued[company] = issued.get(company, 0) + 1
+            case TokenRevoked(company):
+                revoked = self.tokens_revoked_on_reissue
+                revoked[company] = revoked.get(company, 0) + 1
+            case CompanyCreated(company):
+                created = self.companies_created
+                created[company] = created.get(company, 0) + 1
+            case WorkspaceCreated(ext_id):
+                self.workspaces_created += 1
+                if ext_id is not None:
+                    by_ext_id = self.workspaces_created_by_ext_id
+                    by_ext_id[ext_id] = by_ext_id.get(ext_id, 0) + 1
+            case DashboardCloned():
+                self.dashboards_cloned += 1
 
     def record(self, route: str, outcome: str) -> None:
         """Count one outcome of one request to ``route``."""
@@ -87,6 +122,8 @@ class FakeStats:
             "expired_token_log": [
                 {"route": use.route, "at": use.at} for use in self.expired_token_log
             ],
+            "tokens_revoked_on_reissue": dict(self.tokens_revoked_on_reissue),
+            "revoked_token_requests": self.revoked_token_requests,
             "companies_created": dict(self.companies_created),
             "workspaces_created": self.workspaces_created,
             "workspaces_created_by_ext_id": dict(self.workspaces_created_by_ext_id),
