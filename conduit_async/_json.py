@@ -2,9 +2,10 @@
 
 orjson (the `speed` extra) encodes and decodes several times faster, which is
 a visible share of a request's client-side work. It refuses a few things the
-standard library accepts (integers past 64 bits, NaN, documents nested past
-its limit, text that is not UTF-8); each of those falls back to the standard
-library, so what is accepted and refused does not depend on the extra.
+standard library accepts (NaN, documents nested past its limit, text that is
+not UTF-8); each of those falls back to the standard library, so what is
+accepted and refused does not depend on the extra. One difference remains:
+orjson reads an integer past 64 bits as a float (no Conduit id comes near).
 """
 
 from __future__ import annotations

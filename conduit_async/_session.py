@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
@@ -36,6 +36,7 @@ from ._retry import (
     decide,
     parse_retry_after,
 )
+from ._telemetry import CallRecord, Telemetry
 from .errors import (
     APIStatusError,
     ClientClosedError,
@@ -106,6 +107,8 @@ class Session:
     secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
     #: Called with the seconds of a pause a 429 imposed, so other processes can share it.
     on_pause: Callable[[float], object] | None = None
+    #: Spans per call, when OpenTelemetry is on.
+    telemetry: Telemetry | None = None
 
     _owns_http: bool = attrs.field(init=False, default=False)
     _closed: bool = attrs.field(init=False, default=False)
@@ -256,7 +259,7 @@ class Session:
         if self._closed:
             raise ClientClosedError("this Conduit client was closed while a request waited")
 
-    async def request(
+    def request(
         self,
         route: Route[T],
         url: str,
@@ -266,12 +269,50 @@ class Session:
         params: Mapping[str, str] | None = None,
         lookup: Lookup[T] | None = None,
         policy: RetryPolicy | None = None,
-    ) -> Reply[T]:
+    ) -> Coroutine[Any, Any, Reply[T]]:
         """Send one call of `route` to `url`, carrying out `decide`'s answer after each attempt.
 
         `lookup` finds what a lost attempt of a create made (routes with
         `on_unknown="lookup"`). `policy` overrides the session's for this call.
+        (A plain function: without telemetry, the call is one coroutine, not two.)
         """
+        if self.telemetry is None:
+            return self._request(route, url, auth, body, params, lookup, policy, None)
+        return self._traced(route, url, auth, body, params, lookup, policy)
+
+    async def _traced(
+        self,
+        route: Route[T],
+        url: str,
+        auth: Auth,
+        body: bytes | None,
+        params: Mapping[str, str] | None,
+        lookup: Lookup[T] | None,
+        policy: RetryPolicy | None,
+    ) -> Reply[T]:
+        telemetry = self.telemetry
+        assert telemetry is not None
+        record = CallRecord()
+        with telemetry.span(route) as span:
+            try:
+                reply = await self._request(route, url, auth, body, params, lookup, policy, record)
+            except BaseException as exc:
+                telemetry.finish(span, record, exc)
+                raise
+            telemetry.finish(span, record, None)
+            return reply
+
+    async def _request(
+        self,
+        route: Route[T],
+        url: str,
+        auth: Auth,
+        body: bytes | None,
+        params: Mapping[str, str] | None,
+        lookup: Lookup[T] | None,
+        policy: RetryPolicy | None,
+        record: CallRecord | None,
+    ) -> Reply[T]:
         client = self.http
         if client is None or self._closed or self._loop is not asyncio.get_running_loop():
             client = await self._client()
@@ -290,6 +331,8 @@ class Session:
                     waited += wait
             token = auth.cached() or await self._token(auth, route)
             number += 1
+            if record is not None:
+                record.attempts += 1
             sent_at = self.clock() if route.issues_token else 0.0
             try:
                 status, headers, data = await self._send(client, route, url, token, body, params)
@@ -300,6 +343,8 @@ class Session:
                 )
                 self.counts.requests[route.endpoint, "transport"] += 1
             else:
+                if record is not None:
+                    record.status = status
                 if 200 <= status < 300:
                     self.counts.requests[route.endpoint, status] += 1
                     return Reply(route.parse(data, route.endpoint), sent_at, headers.get("Date"))

@@ -25,6 +25,7 @@ from . import _json, _validate
 from ._auth import Auth, StaticAuth
 from ._retry import RetryPolicy
 from ._session import Lookup, Session
+from ._telemetry import telemetry as telemetry_for
 from .errors import ConfigurationError, ValidationError
 from .resources.companies import Companies, CompanyView
 from .resources.dashboards import Dashboards
@@ -67,7 +68,10 @@ class Conduit:
     `clock` (Unix seconds) is injectable for tests, as is the retry policy's
     sleep. A base URL that is not HTTPS is refused unless its host is
     loopback or `allow_insecure=True`: the bearer token would travel in clear.
-    `trace_configs` go to the aiohttp session the client makes.
+    `trace_configs` go to the aiohttp session the client makes. `telemetry`:
+    OpenTelemetry spans per call and counters of token fetches; by default on
+    when OpenTelemetry is installed (`pip install "conduit-async[otel]"`);
+    spans go to `tracer_provider`, or the global one.
 
     A client belongs to one event loop at a time. One made at module level
     and used in `asyncio.run(...)` is cleaned up when that loop ends, and
@@ -92,6 +96,8 @@ class Conduit:
         max_response_bytes: int = 16 * 1024 * 1024,
         seed: int | None = None,
         trace_configs: list[aiohttp.TraceConfig] | None = None,
+        telemetry: bool | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         env = os.environ
         token = token if token is not None else env.get("CONDUIT_TOKEN") or None
@@ -121,6 +127,7 @@ class Conduit:
             http=session,
             trace_configs=list(trace_configs) if trace_configs else None,
             secrets=tuple(t for t in (token, link_token) if t),
+            telemetry=telemetry_for(telemetry, tracer_provider),
         )
         self._policy: RetryPolicy | None = None
         self.tokens = TokenBroker(
@@ -131,6 +138,16 @@ class Conduit:
             rng=random.Random(seed),
         )
         self._bind()
+        if self._session.telemetry is not None:
+            self._session.telemetry.count(
+                self.tokens,
+                {
+                    "conduit.token.fetches": lambda b: b.stats.company_fetches,
+                    "conduit.token.background_refreshes": lambda b: b.stats.background_refreshes,
+                    "conduit.token.refresh_failures": lambda b: b.stats.refresh_failures,
+                    "conduit.workspace.lookups": lambda b: b.stats.workspace_lookups,
+                },
+            )
 
     def _bind(self) -> None:
         self._bases = {"v2": self.base_url, "link": self.link_base_url}
