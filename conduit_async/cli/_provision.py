@@ -20,10 +20,12 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import TextIO
 
 from ..client import Conduit
-from ..provision import BadRow, ProvisionResult, WorkspaceResult
+from ..provision import BadRow, CompanyResult, WorkspaceResult
+from ..provision._keys import Duplicates
+from ..provision._schema import SCHEMAS
 from ._config import UsageError, make_client
 from ._progress import Progress, Tally, make_progress
-from ._results import ResultsWriter, read_done
+from ._results import Done, ResultsWriter, read_done
 from ._rows import Kind, Row, RowSource
 
 __all__ = ["DEFAULT_CONCURRENCY", "provision_command"]
@@ -77,16 +79,35 @@ def _signals(handler: Callable[[], None]) -> Iterator[None]:
 
 
 async def _skip_done(
-    rows: AsyncIterator[Row], done: set[str], kind: Kind, tally: Tally, progress: Progress
+    rows: AsyncIterator[Row], done: Done, kind: Kind, tally: Tally, progress: Progress
 ) -> AsyncGenerator[Row, None]:
-    """Leave out rows an earlier run finished (`--resume`), counting them."""
+    """Leave out rows an earlier run finished with the same fields (`--resume`), counting
+    them; a row whose fields changed since is provisioned again.
+
+    The engine refuses a second row with the same key, but never sees a skipped
+    one: so a later row whose key was done is refused here, naming the first.
+    """
+    if not done:
+        async for row in rows:
+            yield row
+        return
+    schema = SCHEMAS[kind]
+    met = Duplicates(schema.key_field)  # only keys the results file knows: bounded by it
+    number = 0
     async for row in rows:
-        if done and not isinstance(row, BadRow):
-            key = row.id.lower() if kind == "companies" else row.ext_id  # type: ignore[union-attr]
-            if key in done:
-                tally.skipped += 1
-                progress.advance(tally)
-                continue
+        number += 1
+        if not isinstance(row, BadRow):
+            key = schema.key(row)  # type: ignore[arg-type]
+            if done.knows(key):
+                duplicate = met.check(key, row.line, number)
+                if duplicate is not None:
+                    key_as_given = getattr(row, schema.key_field)
+                    yield BadRow(duplicate, row.line, key_as_given, row.name or "")
+                    continue
+                if done.has(key, schema.fingerprint(row)):  # type: ignore[arg-type]
+                    tally.skipped += 1
+                    progress.advance(tally)
+                    continue
         yield row
 
 
@@ -96,7 +117,7 @@ def _results(
     rows: AsyncIterator[Row],
     args: argparse.Namespace,
     concurrency: int,
-) -> AsyncGenerator[ProvisionResult, None] | AsyncGenerator[WorkspaceResult, None]:
+) -> AsyncGenerator[CompanyResult, None] | AsyncGenerator[WorkspaceResult, None]:
     if kind == "companies":
         return conduit.companies.provision(rows, concurrency=concurrency)  # type: ignore[arg-type]
     return conduit.workspaces.provision(
@@ -120,7 +141,7 @@ async def provision_command(args: argparse.Namespace) -> int:
     conduit = make_client(
         args, "link" if kind == "companies" else "org", max_connections=concurrency
     )
-    done = read_done(args.resume, kind) if args.resume else set()
+    done = read_done(args.resume, kind) if args.resume else Done()
     out_path: str | None = args.resume or args.out
     label = f"provision {kind}"
     tally = Tally()
