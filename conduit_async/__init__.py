@@ -36,6 +36,7 @@ from .models import (
 )
 from .provision import (
     BadRow,
+    CompanyResult,
     CompanySpec,
     Outcome,
     ProvisionResult,
@@ -59,6 +60,7 @@ __all__ = [
     "ClientClosedError",
     "ClonedDashboard",
     "Company",
+    "CompanyResult",
     "CompanySpec",
     "CompanyView",
     "Conduit",

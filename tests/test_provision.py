@@ -98,11 +98,13 @@ async def test_ensure_creates_updates_or_leaves_unchanged(
     rows = [
         CompanySpec("new1", name="New", page_enabled=False),
         CompanySpec("same1", name="Same", page_enabled=True),
-        CompanySpec("SAME1"),  # ids ignore case; nothing managed, nothing to change
         CompanySpec("renamed1", name="New name"),
         CompanySpec("paged1", page_enabled=False),
     ]
     results = await collect(conduit.companies.provision(rows))
+    # Ids ignore case; nothing managed, nothing to change. (In a batch of its own: within
+    # one batch, a second row for the same company is refused as a duplicate.)
+    results.update(await collect(conduit.companies.provision([CompanySpec("SAME1")])))
 
     assert {key: r.outcome for key, r in results.items()} == {
         "new1": "created",
@@ -454,12 +456,18 @@ async def test_workspaces_are_created_once_with_clones_and_share_urls(
 async def test_rows_with_the_same_ext_id_make_one_workspace(
     fake: FakeConduit, conduit: Conduit
 ) -> None:
+    # The first row wins, whatever the timing; the others are refused, never applied.
     rows = [WorkspaceSpec(f"Twin {n}", "twin") for n in range(5)]
     results = [r async for r in conduit.workspaces.provision(rows, clone_dashboards=[3])]
-    assert sorted(r.outcome for r in results) == ["created"] + ["unchanged"] * 4
+    assert sorted(r.outcome for r in results) == ["created"] + ["failed"] * 4
+    first = next(r for r in results if r.ok)
+    assert first.name == "Twin 0" and set(first.share_urls) == {3}
+    for result in results:
+        if not result.ok:
+            assert str(result.error) == "ext_id: duplicate of row 1"
+            assert result.attempts == 0 and result.name.startswith("Twin ")
     assert fake.stats.workspaces_created_by_ext_id == {"twin": 1}
     assert fake.stats.dashboards_cloned == 1
-    assert len({r.share_urls[3] for r in results}) == 1
 
 
 async def test_a_lost_clone_is_found_rather_than_repeated(

@@ -28,16 +28,19 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any, TextIO, TypeVar
 
 from ..client import DEFAULT_TIMEOUT, Conduit
-from ..provision import BadRow, ProvisionResult, WorkspaceResult
+from ..provision import BadRow, CompanyResult, WorkspaceResult
+from ..provision._keys import Duplicates
+from ..provision._pool import COMPANY_CONCURRENCY
+from ..provision._schema import SCHEMAS
 from ._config import UsageError, make_client
 from ._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, report_error
 from ._progress import Progress, Tally, counted, make_progress
-from ._results import ResultsWriter, read_done
+from ._results import Done, ResultsWriter, read_done
 from ._rows import Kind, Row, RowSource
 
 __all__ = ["DEFAULT_CONCURRENCY", "provision_command"]
 
-DEFAULT_CONCURRENCY = 64
+DEFAULT_CONCURRENCY = COMPANY_CONCURRENCY
 
 #: Global option defaults, left out of the resume command line.
 DEFAULTS: dict[str, object] = {"timeout": DEFAULT_TIMEOUT}
@@ -172,16 +175,35 @@ def _same_file(a: str, b: str) -> bool:
 
 
 async def _skip_done(
-    rows: AsyncIterator[Row], done: set[str], kind: Kind, tally: Tally, progress: Progress
+    rows: AsyncIterator[Row], done: Done, kind: Kind, tally: Tally, progress: Progress
 ) -> AsyncGenerator[Row, None]:
-    """Leave out rows an earlier run finished (`--resume`), counting them."""
+    """Leave out rows an earlier run finished with the same fields (`--resume`), counting
+    them; a row whose fields changed since is provisioned again.
+
+    The engine refuses a second row with the same key, but never sees a skipped
+    one: so a later row whose key was done is refused here, naming the first.
+    """
+    if not done:
+        async for row in rows:
+            yield row
+        return
+    schema = SCHEMAS[kind]
+    met = Duplicates(schema.key_field)  # only keys the results file knows: bounded by it
+    number = 0
     async for row in rows:
-        if done and not isinstance(row, BadRow):
-            key = row.id.lower() if kind == "companies" else row.ext_id  # type: ignore[union-attr]
-            if key in done:
-                tally.skipped += 1
-                progress.advance(tally)
-                continue
+        number += 1
+        if not isinstance(row, BadRow):
+            key = schema.key(row)  # type: ignore[arg-type]
+            if done.knows(key):
+                duplicate = met.check(key, row.line, number)
+                if duplicate is not None:
+                    key_as_given = getattr(row, schema.key_field)
+                    yield BadRow(duplicate, row.line, key_as_given, row.name or "")
+                    continue
+                if done.has(key, schema.fingerprint(row)):  # type: ignore[arg-type]
+                    tally.skipped += 1
+                    progress.advance(tally)
+                    continue
         yield row
 
 
@@ -191,7 +213,7 @@ def _results(
     rows: AsyncIterator[Row],
     args: argparse.Namespace,
     concurrency: int,
-) -> AsyncGenerator[ProvisionResult, None] | AsyncGenerator[WorkspaceResult, None]:
+) -> AsyncGenerator[CompanyResult, None] | AsyncGenerator[WorkspaceResult, None]:
     if kind == "companies":
         return conduit.companies.provision(rows, concurrency=concurrency)  # type: ignore[arg-type]
     return conduit.workspaces.provision(
@@ -201,10 +223,10 @@ def _results(
     )
 
 
-def _prepare(args: argparse.Namespace, kind: Kind) -> tuple[set[str], RowSource, int | None]:
+def _prepare(args: argparse.Namespace, kind: Kind) -> tuple[Done, RowSource, int | None]:
     """The slow start, run in a thread: what `--resume` records as done, the input
     opened (its header read: a pipe may take its time) and its rows estimated."""
-    done = read_done(args.resume, kind) if args.resume else set()
+    done = read_done(args.resume, kind) if args.resume else Done()
     source = RowSource(args.file, kind, args.format)
     try:
         return done, source, source.estimate()
@@ -213,7 +235,7 @@ def _prepare(args: argparse.Namespace, kind: Kind) -> tuple[set[str], RowSource,
         raise
 
 
-def _to_do(estimate: int | None, done: set[str]) -> int | None:
+def _to_do(estimate: int | None, done: Done) -> int | None:
     """Rows this run is expected to do: the input's estimate less those done earlier."""
     return None if estimate is None else max(0, estimate - len(done))
 
@@ -270,7 +292,7 @@ async def _run_batch(
     args: argparse.Namespace,
     concurrency: int,
     source: RowSource,
-    done: set[str],
+    done: Done,
     estimate: int | None,
     writer: ResultsWriter,
     tally: Tally,

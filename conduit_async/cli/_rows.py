@@ -7,7 +7,10 @@ and every other row is still provisioned.
 
 CSV records are one per line: a quoted field cannot span lines (use JSON
 Lines for names with line breaks). That is what lets a broken quote cost one
-row instead of swallowing the rest of the file.
+row instead of swallowing the rest of the file. The delimiter is whichever of
+`,` `;` or a tab makes the header a valid one (spreadsheets in many locales
+save with `;`). The columns, and how each cell is read and checked, are the
+row schema's (`provision._schema`), shared with the library and `--resume`.
 
 A pipe (stdin, a FIFO) is read by a thread: a slow producer must never block
 the event loop, which would stall the requests in flight (and their
@@ -31,56 +34,22 @@ from typing import Literal
 
 from ..errors import ValidationError
 from ..provision import BadRow, CompanySpec, WorkspaceSpec
-from ..provision._companies import company_spec
-from ..provision._workspaces import workspace_spec
+from ..provision._schema import SCHEMAS, Kind
 from ._config import UsageError
 
-__all__ = ["Format", "Kind", "Row", "RowSource", "parse_flag"]
+__all__ = ["Format", "Kind", "Row", "RowSource"]
 
-Kind = Literal["companies", "workspaces"]
 Format = Literal["csv", "jsonl"]
 Row = CompanySpec | WorkspaceSpec | BadRow
 
-#: Columns per kind: (required, optional).
-COLUMNS: dict[Kind, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "companies": (("id",), ("name", "page_enabled")),
-    "workspaces": (("name", "ext_id"), ()),
-}
 _EXTENSIONS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-_TRUE = frozenset({"true", "1", "yes"})
-_FALSE = frozenset({"false", "0", "no"})
+#: CSV delimiters tried on the header, in this order.
+_DELIMITERS = (",", ";", "\t")
 #: Longer than any valid row (1024-character id and name) by far; a longer line is
 #: reported rather than held in memory.
 MAX_LINE = 64 * 1024
 #: Files up to this size are line-counted up front for the progress bar's total.
 _COUNT_LIMIT = 1 << 30
-
-
-def parse_flag(value: object, column: str = "page_enabled") -> bool | None:
-    """A boolean cell: true/false, yes/no, 1/0 (any case), or empty/null for "not given"."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if not text:
-            return None
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-    shown = value if isinstance(value, (str, int, float)) else type(value).__name__
-    raise ValidationError(column, f"must be true/false, yes/no or 1/0, not {shown!r}")
-
-
-def _text(value: object, column: str) -> str | None:
-    """A text cell from JSON: a string, a whole number (ids are often numeric), or null."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise ValidationError(column, f"must be a string, not {type(value).__name__}")
 
 
 class RowSource:
@@ -111,14 +80,23 @@ class RowSource:
                 else "csv"
             )
         )
+        self.schema = SCHEMAS[kind]
         self.columns: list[str] = []
+        self.delimiter = ","
         self.header_lines = 0
-        if self.format == "csv" and first is not None:
+        #: Rows read so far (bad ones too; blank lines are not rows).
+        self.count = 0
+        if first is None:
+            raise UsageError(f"{self._name} is empty: nothing to provision")
+        if self.format == "csv":
             self.columns = self._read_header()
 
+    @property
+    def _name(self) -> str:
+        return "the standard input" if self.path == "-" else self.path
+
     def _read_header(self) -> list[str]:
-        required, optional = COLUMNS[self.kind]
-        expected = ", ".join(required + optional)
+        expected = ", ".join(self.schema.columns)
         for number, raw in self._lines:
             self.header_lines = number
             if raw is None:
@@ -128,28 +106,40 @@ class RowSource:
                 raise UsageError(f"{self.path}: line {number}: header is not UTF-8 text")
             if not text.strip():
                 continue
-            try:
-                columns = [c.strip().lower() for c in _csv_fields(text)]
-            except csv.Error as error:
-                raise UsageError(
-                    f"{self.path}: line {number}: broken CSV header: {error}"
-                ) from None
-            for column in columns:
-                if column not in required + optional:
-                    raise UsageError(
-                        f"{self.path}: line {number}: unknown column {column[:40]!r} in the "
-                        f"header (expected {expected})"
-                    )
-            missing = [c for c in required if c not in columns]
-            if missing:
-                raise UsageError(
-                    f"{self.path}: line {number}: the header row has no {missing[0]!r} column "
-                    f"(expected a header row with {expected})"
-                )
-            if len(set(columns)) != len(columns):
-                raise UsageError(f"{self.path}: line {number}: a column is named twice")
-            return columns
-        return []
+            # The delimiter that makes a valid header wins; failing that, the problem is
+            # told for the split with the most columns (the likeliest delimiter).
+            best: tuple[int, str] = (0, "")
+            for delimiter in _DELIMITERS:
+                try:
+                    columns = [c.strip().lower() for c in _csv_fields(text, delimiter)]
+                except csv.Error as error:
+                    best = max(best, (1, f"broken CSV header: {error}"), key=lambda b: b[0])
+                    continue
+                problem = self._header_problem(columns, expected)
+                if problem is None:
+                    self.delimiter = delimiter
+                    return columns
+                best = max(best, (len(columns), problem), key=lambda b: b[0])
+            count, problem = best
+            if count == 1 and not text.strip().replace("_", "").isalnum():
+                problem += "; columns are separated by ',', ';' or a tab"
+            raise UsageError(f"{self.path}: line {number}: {problem}")
+        raise UsageError(f"{self._name} has no header row: nothing to provision")
+
+    def _header_problem(self, columns: list[str], expected: str) -> str | None:
+        """What is wrong with a header split into `columns`, or None if it is right."""
+        for column in columns:
+            if column not in self.schema.columns:
+                return f"unknown column {column[:40]!r} in the header (expected {expected})"
+        missing = [c for c in self.schema.required if c not in columns]
+        if missing:
+            return (
+                f"the header row has no {missing[0]!r} column "
+                f"(expected a header row with {expected})"
+            )
+        if len(set(columns)) != len(columns):
+            return "a column is named twice"
+        return None
 
     def estimate(self) -> int | None:
         """Rows in the file, counted cheaply by newlines (None for stdin or a huge file).
@@ -181,13 +171,16 @@ class RowSource:
         """Every row after the header, with its line number; ends early once `stop()` is true.
 
         Reads in the calling thread: for regular files, or code that may block.
+        An input that ends without a single row raises `UsageError`.
         """
         for number, raw in self._lines:
             if stop():
                 return
             row = self._row(number, raw)
             if row is not None:
+                self.count += 1
                 yield row
+        self._ended()
 
     async def arows(self, stop: Callable[[], bool] = lambda: False) -> AsyncGenerator[Row, None]:
         """`rows()` for the event loop: a pipe is read by a thread, so a slow producer
@@ -201,9 +194,12 @@ class RowSource:
             while not stop():
                 item = await lines.get()
                 if item is None:
+                    if not stop():
+                        self._ended()
                     return
                 parsed = self._row(*item)
                 if parsed is not None:
+                    self.count += 1
                     yield parsed
         finally:
             lines.close()
@@ -212,6 +208,11 @@ class RowSource:
         """Wake `arows()` if it waits for input (call from the loop's thread)."""
         if self._handoff is not None:
             self._handoff.wake()
+
+    def _ended(self) -> None:
+        if not self.count:
+            what = "only a header row" if self.columns else "no rows"
+            raise UsageError(f"{self._name} holds {what}: nothing to provision")
 
     def _row(self, number: int, raw: bytes | None) -> Row | None:
         """One line as a checked spec or a bad row; None for a blank line."""
@@ -222,78 +223,47 @@ class RowSource:
             return text
         if not text.strip():
             return None
-        try:
-            row = (
-                self._csv_row(text, number)
-                if self.format == "csv"
-                else self._json_row(text, number)
-            )
-        except ValidationError as error:
-            return BadRow(error, number)
-        return company_spec(row) if self.kind == "companies" else workspace_spec(row)
+        if self.format == "csv":
+            return self._csv_row(text, number)
+        return self._json_row(text, number)
 
     def _csv_row(self, text: str, number: int) -> Row:
         try:
-            fields = [f.strip() for f in _csv_fields(text)]
+            fields = [f.strip() for f in _csv_fields(text, self.delimiter)]
         except csv.Error as error:
-            raise ValidationError("csv", f"broken quoting: {error}") from None
+            return BadRow(ValidationError("csv", f"broken quoting: {error}"), number)
         columns = self.columns
+        if len(fields) < len(columns) and all(
+            c in self.schema.may_omit for c in columns[len(fields) :]
+        ):
+            fields += [""] * (len(columns) - len(fields))  # left off the end: not given
         if len(fields) != len(columns):
             detail = (
                 f"missing {columns[len(fields)]!r}"
                 if len(fields) < len(columns)
                 else "more fields than columns"
             )
-            raise ValidationError(
-                "columns", f"{len(fields)} fields where the header has {len(columns)} ({detail})"
+            return BadRow(
+                ValidationError(
+                    "columns",
+                    f"{len(fields)} fields where the header has {len(columns)} ({detail})",
+                ),
+                number,
             )
-        cells = dict(zip(columns, fields, strict=True))
-        if self.kind == "workspaces":
-            return WorkspaceSpec(cells["name"], cells["ext_id"], line=number)
-        try:
-            flag = parse_flag(cells.get("page_enabled"))
-        except ValidationError as error:
-            return BadRow(error, number, cells["id"])
-        return CompanySpec(cells["id"], cells.get("name") or None, flag, line=number)
+        return self.schema.read_text(dict(zip(columns, fields, strict=True)), number)
 
     def _json_row(self, text: str, number: int) -> Row:
         try:
             data = json.loads(text)
         except ValueError as error:
-            raise ValidationError("json", f"not valid JSON ({error})") from None
+            return BadRow(ValidationError("json", f"not valid JSON ({error})"), number)
         except RecursionError:
-            raise ValidationError("json", "not valid JSON (nested too deeply)") from None
+            return BadRow(ValidationError("json", "not valid JSON (nested too deeply)"), number)
         if not isinstance(data, dict):
-            raise ValidationError("json", f"expected an object, not {type(data).__name__}")
-        required, optional = COLUMNS[self.kind]
-        for key in data:
-            if key not in required + optional:
-                raise ValidationError(
-                    str(key)[:40], f"unknown field (expected {', '.join(required + optional)})"
-                )
-        for key in required:
-            if key not in data:
-                raise ValidationError(key, "is required")
-        if self.kind == "workspaces":
-            ext_id = _text(data["ext_id"], "ext_id")
-            try:
-                name = _text(data["name"], "name")
-            except ValidationError as error:
-                return BadRow(error, number, ext_id or "")
-            return WorkspaceSpec(name, ext_id, line=number)  # type: ignore[arg-type]
-        cid = _text(data["id"], "id")
-        if cid is None:
-            raise ValidationError("id", "is required")
-        try:
-            spec = CompanySpec(
-                cid,
-                _text(data.get("name"), "name"),
-                parse_flag(data.get("page_enabled")),
-                line=number,
+            return BadRow(
+                ValidationError("json", f"expected an object, not {type(data).__name__}"), number
             )
-        except ValidationError as error:
-            return BadRow(error, number, cid)
-        return spec
+        return self.schema.read_json(data, number)
 
     def close(self) -> None:
         if self._handoff is not None:
@@ -395,5 +365,5 @@ def _decode(raw: bytes, number: int) -> str | BadRow:
     return text.removeprefix("\ufeff") if number == 1 else text
 
 
-def _csv_fields(text: str) -> list[str]:
-    return next(csv.reader([text], strict=True, skipinitialspace=True), [])
+def _csv_fields(text: str, delimiter: str = ",") -> list[str]:
+    return next(csv.reader([text], delimiter=delimiter, strict=True, skipinitialspace=True), [])

@@ -2,23 +2,19 @@
 
 Reached through `conduit.companies.provision(rows)` and
 `conduit.workspaces.provision(rows, clone_dashboards=[...])`; the names users
-need (`CompanySpec`, `WorkspaceSpec`, `ProvisionResult`, ...) are re-exported
-by `conduit_async`.
+need (`CompanySpec`, `WorkspaceSpec`, `CompanyResult`, ...) are re-exported
+by `conduit_async`. Each kind's row schema (columns, coercion, validation,
+identity, fingerprint) is `COMPANIES` / `WORKSPACES` in `_schema`.
 """
 
 from ._companies import CompanyRow, provision_companies
-from ._types import (
-    BadRow,
-    CompanySpec,
-    Outcome,
-    ProvisionResult,
-    WorkspaceResult,
-    WorkspaceSpec,
-)
+from ._schema import BadRow, CompanySpec, WorkspaceSpec
+from ._types import CompanyResult, Outcome, ProvisionResult, WorkspaceResult
 from ._workspaces import WorkspaceRow, provision_workspaces
 
 __all__ = [
     "BadRow",
+    "CompanyResult",
     "CompanyRow",
     "CompanySpec",
     "Outcome",

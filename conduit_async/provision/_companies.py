@@ -3,88 +3,30 @@
 "Ensure" rather than "create": a company that already exists (409) is fetched
 and updated only where the row differs, so a rerun, or a resume after an
 interruption, is always safe. A create whose response was lost is reconciled
-by `Companies.create` itself, so nothing is ever created twice.
+by `Companies.create` itself, so nothing is ever created twice. A second row
+with the same id (in any case) in one input is refused, not applied.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING
 
-from .. import _validate
 from ..errors import ConduitError, ConflictError, ValidationError
 from ..models import Company
-from ._pool import Rows, retrying, run_pool
-from ._types import BadRow, CompanySpec, Outcome, ProvisionResult
+from ._keys import Duplicates
+from ._pool import COMPANY_CONCURRENCY, ROW_RETRIES, Rows, check_pool_args, retrying, run_pool
+from ._schema import COMPANIES, BadRow, CompanySpec
+from ._types import CompanyResult, Outcome
 
 if TYPE_CHECKING:
     from ..client import Conduit
 
-__all__ = ["CompanyRow", "check_pool_args", "company_spec", "provision_companies"]
-
-log = logging.getLogger("conduit_async.provision")
+__all__ = ["CompanyRow", "ensure_company", "provision_companies"]
 
 #: One row of `companies.provision`: a spec, a mapping with the same keys, or a row
 #: a reader could not parse.
 CompanyRow = CompanySpec | Mapping[str, object] | BadRow
-
-_COMPANY_KEYS = frozenset({"id", "name", "page_enabled"})
-
-
-def check_pool_args(conduit: Conduit, concurrency: int, retries: int) -> None:
-    """Refuse nonsense at call time, and warn when the connector would throttle the pool."""
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValidationError("concurrency", f"must be a positive integer, not {concurrency!r}")
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValidationError("retries", f"must be an integer >= 0, not {retries!r}")
-    limit = conduit.max_connections
-    if limit and concurrency > limit:
-        # A log record, not warnings.warn: it is advice about a run, not about the code.
-        log.warning(
-            "concurrency %d is above the client's max_connections %d: the extra workers "
-            "will wait for a free connection; create the Conduit with max_connections=%d",
-            concurrency,
-            limit,
-            concurrency,
-        )
-
-
-def company_spec(row: object) -> CompanySpec | BadRow:
-    """The row as a checked `CompanySpec`, or a `BadRow` saying what is wrong with it.
-
-    Checking here, before any request, gives every invalid row the same
-    shape of result (attempts 0, the column named) whoever built it.
-    """
-    if isinstance(row, BadRow):
-        return row
-    if isinstance(row, Mapping):
-        key = row.get("id")
-        shown = key if isinstance(key, str) else ""
-        unknown = sorted(str(k) for k in row if k not in _COMPANY_KEYS)
-        if unknown:
-            return BadRow(
-                ValidationError(unknown[0], "unknown field (expected id, name, page_enabled)"),
-                key=shown,
-            )
-        if key is None:
-            return BadRow(ValidationError("id", "is required"))
-        row = CompanySpec(key, row.get("name"), row.get("page_enabled"))
-    if not isinstance(row, CompanySpec):
-        return BadRow(
-            ValidationError("row", f"expected a CompanySpec or a mapping, not {type(row).__name__}")
-        )
-    shown = row.id if isinstance(row.id, str) else ""
-    try:
-        _validate.company_id(row.id, "id")
-        _validate.name(row.name, "name")
-        if row.page_enabled is not None and not isinstance(row.page_enabled, bool):
-            raise ValidationError(
-                "page_enabled", f"must be true or false, not {row.page_enabled!r}"
-            )
-    except ValidationError as error:
-        return BadRow(error, row.line, shown)
-    return row
 
 
 async def ensure_company(conduit: Conduit, spec: CompanySpec) -> tuple[Outcome, Company]:
@@ -106,25 +48,70 @@ async def ensure_company(conduit: Conduit, spec: CompanySpec) -> tuple[Outcome, 
     return "updated", await companies.update(spec.id, name=name, page_enabled=page)
 
 
+def _refused(row: BadRow) -> CompanyResult:
+    return CompanyResult(row.key, "failed", error=row.error, attempts=0, line=row.line)
+
+
+class _Batch:
+    """The state one `companies.provision` call shares between its workers."""
+
+    def __init__(self, conduit: Conduit, retries: int) -> None:
+        self.conduit = conduit
+        self.retries = retries
+        self.duplicates = Duplicates(COMPANIES.key_field)
+
+    async def work(self, row: CompanyRow, number: int) -> CompanyResult:
+        # A caller's own spec is not checked here: `companies.create` checks the same
+        # fields before it sends anything, and `failed` turns its refusal into the
+        # result a check here would have given.
+        if type(row) is CompanySpec and type(row.id) is str:
+            spec = row
+        else:
+            checked = COMPANIES.check(row)
+            if isinstance(checked, BadRow):
+                return _refused(checked)
+            spec = checked
+        duplicate = self.duplicates.check(COMPANIES.key(spec), spec.line, number)
+        if duplicate is not None:
+            return CompanyResult(
+                spec.id, "failed", error=duplicate, attempts=0, line=spec.line, spec=spec
+            )
+        try:  # the first try inline: most rows need nothing more
+            outcome, company = await ensure_company(self.conduit, spec)
+        except ConduitError as error:
+            return await self.failed(spec, error)
+        return CompanyResult(spec.id, outcome, company, line=spec.line, spec=spec)
+
+    async def failed(self, spec: CompanySpec, error: ConduitError) -> CompanyResult:
+        """The row after its first try failed: refused, retried, or failed for good."""
+        if isinstance(error, ValidationError):
+            # Refused before anything was sent: report it as the row check would, naming
+            # the column (`id`, where `create` says `company_id`).
+            checked = COMPANIES.check(spec)
+            reason = checked.error if isinstance(checked, BadRow) else error
+            return CompanyResult(
+                spec.id, "failed", error=reason, attempts=0, line=spec.line, spec=spec
+            )
+
+        async def again(_: int) -> tuple[Outcome, Company]:
+            return await ensure_company(self.conduit, spec)
+
+        value, tries = await retrying(again, error, self.retries, self.conduit.retry)
+        if isinstance(value, ConduitError):
+            return CompanyResult(
+                spec.id, "failed", error=value, attempts=tries, line=spec.line, spec=spec
+            )
+        outcome, company = value
+        return CompanyResult(spec.id, outcome, company, attempts=tries, line=spec.line, spec=spec)
+
+
 def provision_companies(
-    conduit: Conduit, rows: Rows[CompanyRow], *, concurrency: int = 64, retries: int = 2
-) -> AsyncGenerator[ProvisionResult, None]:
+    conduit: Conduit,
+    rows: Rows[CompanyRow],
+    *,
+    concurrency: int = COMPANY_CONCURRENCY,
+    retries: int = ROW_RETRIES,
+) -> AsyncGenerator[CompanyResult, None]:
     """See `Companies.provision`."""
     check_pool_args(conduit, concurrency, retries)
-    policy = conduit.retry
-
-    async def work(row: CompanyRow) -> ProvisionResult:
-        spec = company_spec(row)
-        if isinstance(spec, BadRow):
-            return ProvisionResult(spec.key, "failed", error=spec.error, attempts=0, line=spec.line)
-
-        async def attempt(_: int) -> tuple[Outcome, Company]:
-            return await ensure_company(conduit, spec)
-
-        value, tries = await retrying(attempt, retries, policy)
-        if isinstance(value, ConduitError):
-            return ProvisionResult(spec.id, "failed", error=value, attempts=tries, line=spec.line)
-        outcome, company = value
-        return ProvisionResult(spec.id, outcome, company, attempts=tries, line=spec.line)
-
-    return run_pool(rows, work, concurrency)
+    return run_pool(rows, _Batch(conduit, retries).work, concurrency)

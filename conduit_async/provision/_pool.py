@@ -3,22 +3,26 @@
 Why not `gather` over a task per row: a million rows would be a million tasks
 and a million rows in memory before the first request. Here `concurrency`
 workers pull rows one at a time from the same iterator, and a row is pulled
-only when a *slot* is free. A slot is held from the moment a row is pulled
-until its result has been handed to the consumer, so rows read but not yet
-reported never exceed `concurrency`, however slow the consumer is.
+only when a *slot* is free. A slot is taken when a row is pulled and given
+back when its result has been handed to the consumer, so rows read but not
+yet reported never exceed `concurrency`, however slow the consumer is.
 
-Results travel through a queue that the slots bound. When the consumer stops
-(`break`, `aclose()`, cancellation) the generator's `finally` cancels the
-workers and waits for them: nothing is left pending.
+Finished results wait in a deque; the consumer sleeps on one future while it
+is empty, and workers with no free slot sleep on one shared future until the
+consumer gives slots back: no queue, semaphore or future per row.
+
+When the consumer stops (`aclose()`, which `contextlib.aclosing` calls, or
+cancellation, or the generator being dropped and finalized) the generator's
+`finally` cancels the workers and waits for them: nothing is left pending.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
-from typing import Generic, TypeVar
-
-import attrs
+from typing import TYPE_CHECKING, TypeVar
 
 from .._retry import RetryPolicy
 from ..errors import (
@@ -31,9 +35,22 @@ from ..errors import (
     RateLimitError,
     ServerError,
     TransportError,
+    ValidationError,
 )
 
-__all__ = ["FATAL", "Rows", "is_transient", "retrying", "run_pool"]
+if TYPE_CHECKING:
+    from ..client import Conduit
+
+__all__ = ["FATAL", "Rows", "check_pool_args", "is_transient", "retrying", "run_pool"]
+
+log = logging.getLogger("conduit_async.provision")
+
+#: Rows in flight at once, by default: companies are one request each, workspaces (with
+#: clones and share URLs) several, so fewer of them at once keep the request rate alike.
+COMPANY_CONCURRENCY = 64
+WORKSPACE_CONCURRENCY = 16
+#: Row-level tries after the first, on top of each request's own retries.
+ROW_RETRIES = 2
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,95 +63,123 @@ Rows = Iterable[T] | AsyncIterable[T]
 #: they stop the batch instead of failing every remaining row the same way.
 FATAL = (ConfigurationError, ClientClosedError, AuthenticationError)
 
-
-class _Done:
-    """A worker's last message: it has stopped (input exhausted, or cancelled)."""
-
-
-@attrs.frozen
-class _Crash:
-    """A worker met an exception that is not about one row: the whole batch must stop."""
-
-    error: Exception
-
-
-_DONE = _Done()
 _END = object()
 
 
-class _Source(Generic[T]):
-    """One iterator shared by every worker.
-
-    A sync iterator needs no lock (`next()` never yields to the loop); an
-    async one does, because an async generator refuses a second `anext()`
-    while one is under way.
-    """
-
-    def __init__(self, rows: Rows[T]) -> None:
-        self._async = aiter(rows) if isinstance(rows, AsyncIterable) else None
-        self._sync = iter(rows) if self._async is None else None  # type: ignore[arg-type]
-        self._lock = asyncio.Lock()
-        self.exhausted = False
-
-    async def pull(self) -> T | object:
-        """The next row, or `_END` once the input is exhausted (for every caller after that)."""
-        if self.exhausted:
-            return _END
-        if self._sync is not None:
-            row = next(self._sync, _END)
-        else:
-            assert self._async is not None
-            async with self._lock:
-                if self.exhausted:
-                    return _END
-                row = await anext(self._async, _END)
-        if row is _END:
-            self.exhausted = True
-        return row
+def check_pool_args(conduit: Conduit, concurrency: int, retries: int) -> None:
+    """Refuse nonsense at call time, and warn when the connector would throttle the pool."""
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValidationError("concurrency", f"must be a positive integer, not {concurrency!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValidationError("retries", f"must be an integer >= 0, not {retries!r}")
+    limit = conduit.max_connections
+    if limit and concurrency > limit:
+        # A log record, not warnings.warn: it is advice about a run, not about the code.
+        log.warning(
+            "concurrency %d is above the client's max_connections %d: the extra workers "
+            "will wait for a free connection; create the Conduit with max_connections=%d",
+            concurrency,
+            limit,
+            concurrency,
+        )
 
 
 async def run_pool(
-    rows: Rows[T], work: Callable[[T], Awaitable[R]], concurrency: int
+    rows: Rows[T], work: Callable[[T, int], Awaitable[R]], concurrency: int
 ) -> AsyncGenerator[R, None]:
-    """Yield `await work(row)` for every row, as each finishes, `concurrency` at a time.
+    """Yield `await work(row, n)` for every row (`n` counts rows from 1), as each finishes,
+    `concurrency` at a time.
 
-    `work` must turn row-level problems into results; anything it raises
-    (other than cancellation), and anything the row iterator raises, stops
-    the batch and is raised here, after the other workers are cancelled.
+    Rows are handed to `work` in input order, and a worker runs `work`'s
+    synchronous start (up to its first suspension) before the next row is
+    pulled: what `work` decides there (a duplicate key) follows the input's
+    order, never timing. `work` must turn row-level problems into results;
+    anything it raises (other than cancellation), and anything the row
+    iterator raises, stops the batch and is raised here, after the other
+    workers are cancelled.
     """
-    source = _Source(rows)
-    slots = asyncio.Semaphore(concurrency)
-    results: asyncio.Queue[R | _Done | _Crash] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    sync_rows = None if isinstance(rows, AsyncIterable) else iter(rows)
+    async_rows = aiter(rows) if isinstance(rows, AsyncIterable) else None
+    # An async generator refuses a second `anext()` while one is under way.
+    reading = asyncio.Lock()
+    exhausted = False
+    pulled = 0
+    free = concurrency  # slots: rows that may still be read before one is reported
+    ready: deque[R] = deque()
+    live = concurrency  # workers not yet ended
+    crash: Exception | None = None
+    # The consumer's sleep while `ready` is empty, and the workers' sleep while no slot
+    # is free; each set once to wake every sleeper, then replaced.
+    results_waiter: asyncio.Future[None] | None = None
+    room: asyncio.Future[None] | None = None
+
+    def wake_consumer() -> None:
+        nonlocal results_waiter
+        if results_waiter is not None:
+            if not results_waiter.done():
+                results_waiter.set_result(None)
+            results_waiter = None
+
+    async def next_row() -> object:
+        nonlocal exhausted
+        assert async_rows is not None
+        async with reading:
+            if exhausted:
+                return _END
+            row = await anext(async_rows, _END)
+        if row is _END:
+            exhausted = True
+        return row
 
     async def worker() -> None:
+        nonlocal free, room, exhausted, pulled, live, crash
         try:
             while True:
-                await slots.acquire()
-                row = await source.pull()
-                if row is _END:
-                    slots.release()
+                while not free:
+                    if room is None:
+                        room = loop.create_future()
+                    await room
+                if exhausted:
                     return
-                results.put_nowait(await work(row))  # type: ignore[arg-type]
+                free -= 1
+                if sync_rows is not None:
+                    row = next(sync_rows, _END)
+                    if row is _END:
+                        exhausted = True
+                else:
+                    row = await next_row()
+                if row is _END:
+                    free += 1
+                    return
+                pulled += 1
+                ready.append(await work(row, pulled))  # type: ignore[arg-type]
+                wake_consumer()
         except Exception as exc:  # handed to the consumer, which raises it
-            results.put_nowait(_Crash(exc))
+            if crash is None:
+                crash = exc
         finally:
-            results.put_nowait(_DONE)
+            live -= 1
+            wake_consumer()
 
-    loop = asyncio.get_running_loop()
     workers = [
         loop.create_task(worker(), name=f"conduit-provision-{n}") for n in range(concurrency)
     ]
-    live = len(workers)
     try:
-        while live:
-            item = await results.get()
-            if isinstance(item, _Done):
-                live -= 1
-            elif isinstance(item, _Crash):
-                raise item.error
-            else:
-                slots.release()
-                yield item
+        while True:
+            while ready:
+                yield ready.popleft()
+                free += 1
+                if room is not None:
+                    if not room.done():
+                        room.set_result(None)
+                    room = None
+            if crash is not None:
+                raise crash
+            if not live:
+                return
+            results_waiter = loop.create_future()
+            await results_waiter
     finally:
         for task in workers:
             task.cancel()
@@ -151,23 +196,29 @@ def is_transient(error: ConduitError) -> bool:
 
 
 async def retrying(
-    attempt: Callable[[int], Awaitable[X]], retries: int, policy: RetryPolicy
+    attempt: Callable[[int], Awaitable[X]],
+    error: ConduitError,
+    retries: int,
+    policy: RetryPolicy,
 ) -> tuple[X | ConduitError, int]:
-    """Run `attempt(n)` until it succeeds, fails for good, or `retries` more tries are spent.
+    """After a first try (made inline by the caller, the common case needs nothing more)
+    failed with `error`, run `attempt(n)` for tries 2, 3, ... until one succeeds, one fails
+    for good, or `retries` more tries are spent.
 
     Returns the value or the last error, and the number of tries; `FATAL`
-    errors are raised, to stop the batch. The waits
-    carry on the session's own backoff schedule (its requests have already
-    retried `policy.attempts` times), with its sleep, so tests never wait.
+    errors are raised, to stop the batch. The waits carry on the session's own
+    backoff schedule (its requests have already retried `policy.attempts`
+    times), with its sleep, so tests never wait.
     """
-    tries = 0
+    tries = 1
     while True:
+        if isinstance(error, FATAL):
+            raise error
+        if tries > retries or not is_transient(error):
+            return error, tries
+        await policy.sleep(policy.backoff(policy.attempts + tries - 1))
         tries += 1
         try:
             return await attempt(tries), tries
-        except ConduitError as error:
-            if isinstance(error, FATAL):
-                raise
-            if tries > retries or not is_transient(error):
-                return error, tries
-            await policy.sleep(policy.backoff(policy.attempts + tries - 1))
+        except ConduitError as failed:
+            error = failed

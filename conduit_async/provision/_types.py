@@ -1,9 +1,8 @@
-"""What bulk provisioning takes (specs) and gives back (results).
+"""What bulk provisioning gives back: a result per row.
 
-Specs are deliberately lenient: they are not validated when built, because a
-bad row in a million-row file must become a `failed` result with its line
-number, not an exception in the middle of reading. Results never hold a token
-in their JSON form (`to_dict`), so they can go to logs and results files.
+Results never hold a token in their JSON form (`to_dict`), so they can go to
+logs and results files; that form also carries the row's fingerprint, which
+`--resume` compares to tell a finished row from one whose fields changed.
 """
 
 from __future__ import annotations
@@ -15,14 +14,14 @@ import attrs
 
 from ..errors import APIStatusError, ConduitError
 from ..models import ClonedDashboard, Company, Workspace, converter
+from ._schema import COMPANIES, WORKSPACES, CompanySpec, WorkspaceSpec
 
 __all__ = [
-    "BadRow",
-    "CompanySpec",
+    "OUTCOMES",
+    "CompanyResult",
     "Outcome",
     "ProvisionResult",
     "WorkspaceResult",
-    "WorkspaceSpec",
     "error_dict",
 ]
 
@@ -31,49 +30,6 @@ __all__ = [
 Outcome = Literal["created", "updated", "unchanged", "failed"]
 
 OUTCOMES: tuple[Outcome, ...] = ("created", "updated", "unchanged", "failed")
-
-
-@attrs.frozen
-class CompanySpec:
-    """A company that should exist: `conduit.companies.provision(rows)` makes it so.
-
-    `name` and `page_enabled` left as None are not managed: not sent on
-    create (the server's defaults apply) and not compared with an existing
-    company. `line` is where the row came from in a file, carried into its
-    result.
-    """
-
-    id: str
-    name: str | None = None
-    page_enabled: bool | None = None
-    line: int | None = attrs.field(default=None, kw_only=True)
-
-
-@attrs.frozen
-class WorkspaceSpec:
-    """A sub-workspace that should exist, found by its `ext_id` (your own id for it).
-
-    `ext_id` is required: without it an existing workspace cannot be told
-    apart from a new one, and a rerun would create duplicates.
-    """
-
-    name: str
-    ext_id: str
-    line: int | None = attrs.field(default=None, kw_only=True)
-
-
-@attrs.frozen
-class BadRow:
-    """A row that could not even be read (broken CSV quoting, bad JSON, a missing column).
-
-    File readers yield it in place of a spec so that `provision` reports it,
-    with its line number, as a `failed` result among the others instead of
-    stopping the batch. `key` is the row's id or ext_id if one could be read.
-    """
-
-    error: ConduitError
-    line: int | None = None
-    key: str = ""
 
 
 def error_dict(error: ConduitError) -> dict[str, Any]:
@@ -95,12 +51,14 @@ def _workspace_dict(workspace: Workspace) -> dict[str, Any]:
 
 
 @attrs.frozen
-class ProvisionResult:
+class CompanyResult:
     """What happened to one company row.
 
     `company` is the company as it now is (None when failed); `error` the
     typed reason when failed; `attempts` the row-level tries (each of which
-    may itself have retried requests); `line` the source line, if any.
+    may itself have retried requests; 0 when the row was refused before
+    anything was sent); `line` the source line, if any; `spec` the row as
+    provisioned (None when it could not be read).
     """
 
     id: str
@@ -109,6 +67,7 @@ class ProvisionResult:
     error: ConduitError | None = None
     attempts: int = 1
     line: int | None = None
+    spec: CompanySpec | None = attrs.field(default=None, kw_only=True, eq=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -118,7 +77,7 @@ class ProvisionResult:
     @property
     def key(self) -> str:
         """What identifies the row across runs: the company id, lower-cased as the API compares."""
-        return self.id.lower()
+        return COMPANIES.identity(self.id)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict without the company token, e.g. for a results file."""
@@ -129,7 +88,12 @@ class ProvisionResult:
             "attempts": self.attempts,
             "company": None if self.company is None else _company_dict(self.company),
             "error": None if self.error is None else error_dict(self.error),
+            "fingerprint": None if self.spec is None else COMPANIES.fingerprint(self.spec),
         }
+
+
+#: The name `CompanyResult` had in 0.1.0.
+ProvisionResult = CompanyResult
 
 
 @attrs.frozen
@@ -138,7 +102,8 @@ class WorkspaceResult:
 
     `workspace` is the workspace (None when it could not be found or made);
     `clones` the dashboards this run cloned into it; `share_urls` maps each
-    template dashboard id to the share URL of its copy in this workspace.
+    template dashboard id to the share URL of its copy in this workspace;
+    `spec` the row as provisioned (None when it could not be read).
     Outcome: `created` (new workspace), `updated` (existing workspace that
     lacked some template dashboards, now cloned), `unchanged` or `failed`.
     """
@@ -152,6 +117,7 @@ class WorkspaceResult:
     error: ConduitError | None = None
     attempts: int = 1
     line: int | None = None
+    spec: WorkspaceSpec | None = attrs.field(default=None, kw_only=True, eq=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -161,7 +127,7 @@ class WorkspaceResult:
     @property
     def key(self) -> str:
         """What identifies the row across runs: its ext_id."""
-        return self.ext_id
+        return WORKSPACES.identity(self.ext_id)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict without the workspace token, e.g. for a results file."""
@@ -175,4 +141,5 @@ class WorkspaceResult:
             "clones": [converter.unstructure(clone) for clone in self.clones],
             "share_urls": {str(k): v for k, v in self.share_urls.items()},
             "error": None if self.error is None else error_dict(self.error),
+            "fingerprint": None if self.spec is None else WORKSPACES.fingerprint(self.spec),
         }

@@ -2,8 +2,10 @@
 dashboards and their share URLs.
 
 Workspaces are listed once up front; a row whose `ext_id` is already there is
-not created again. Two rows with the same `ext_id` are serialised, because the
-server does not enforce its uniqueness and both would otherwise create one.
+not created again. A second row with the same `ext_id` in one input is
+refused (the server does not enforce its uniqueness, and which row won would
+depend on timing). Every row-level retry looks before it creates or clones
+again: the workspaces are listed anew, the workspace's dashboards listed.
 Template dashboards are cloned into each new workspace; an existing workspace
 gets the copies it lacks (matched by name), so a rerun after a failed clone
 completes the job instead of skipping it.
@@ -11,9 +13,8 @@ completes the job instead of skipping it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import attrs
@@ -21,52 +22,19 @@ import attrs
 from .. import _validate
 from ..errors import ConduitError, ValidationError
 from ..models import ClonedDashboard, Dashboard, Workspace
-from ._companies import check_pool_args
-from ._pool import Rows, retrying, run_pool
-from ._types import BadRow, Outcome, WorkspaceResult, WorkspaceSpec
+from ._keys import Duplicates
+from ._pool import ROW_RETRIES, WORKSPACE_CONCURRENCY, Rows, check_pool_args, retrying, run_pool
+from ._schema import WORKSPACES, BadRow, WorkspaceSpec
+from ._types import Outcome, WorkspaceResult
 
 if TYPE_CHECKING:
     from ..client import Conduit
 
-__all__ = ["WorkspaceRow", "provision_workspaces", "workspace_spec"]
+__all__ = ["WorkspaceRow", "provision_workspaces"]
 
 #: One row of `workspaces.provision`: a spec, a mapping with the same keys, or a row
 #: a reader could not parse.
 WorkspaceRow = WorkspaceSpec | Mapping[str, object] | BadRow
-
-_WORKSPACE_KEYS = frozenset({"name", "ext_id"})
-
-
-def workspace_spec(row: object) -> WorkspaceSpec | BadRow:
-    """The row as a checked `WorkspaceSpec`, or a `BadRow` saying what is wrong with it."""
-    if isinstance(row, BadRow):
-        return row
-    if isinstance(row, Mapping):
-        ext_id = row.get("ext_id")
-        shown = ext_id if isinstance(ext_id, str) else ""
-        unknown = sorted(str(k) for k in row if k not in _WORKSPACE_KEYS)
-        if unknown:
-            return BadRow(
-                ValidationError(unknown[0], "unknown field (expected name, ext_id)"), key=shown
-            )
-        row = WorkspaceSpec(row.get("name"), ext_id)  # type: ignore[arg-type]
-    if not isinstance(row, WorkspaceSpec):
-        return BadRow(
-            ValidationError(
-                "row", f"expected a WorkspaceSpec or a mapping, not {type(row).__name__}"
-            )
-        )
-    shown = row.ext_id if isinstance(row.ext_id, str) else ""
-    try:
-        _validate.name(row.name, "name", required=True)
-        if row.ext_id is None:
-            raise ValidationError("ext_id", "is required: it is how an existing workspace is found")
-        _validate.optional_text(row.ext_id, "ext_id")
-        if not row.ext_id.strip():
-            raise ValidationError("ext_id", "must not be empty")
-    except ValidationError as error:
-        return BadRow(error, row.line, shown)
-    return row
 
 
 @attrs.define
@@ -87,25 +55,6 @@ class _Progress:
         return "updated" if self.clones else "unchanged"
 
 
-class _KeyedLocks:
-    """One lock per key, kept only while someone holds or awaits it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._locks[key]
-
-
 class _Batch:
     """The state one `workspaces.provision` call shares between its workers."""
 
@@ -114,7 +63,7 @@ class _Batch:
         self.retries = retries
         self.templates: tuple[Dashboard, ...] = ()
         self.known: dict[str, Workspace] = {}
-        self.locks = _KeyedLocks()
+        self.duplicates = Duplicates(WORKSPACES.key_field)
 
     async def prepare(self, template_ids: Iterable[int]) -> None:
         """Check the template dashboards exist and list the workspaces, once for the batch."""
@@ -136,19 +85,35 @@ class _Batch:
             if ws.ext_id is not None:
                 self.known[ws.ext_id] = ws
 
-    async def work(self, row: WorkspaceRow) -> WorkspaceResult:
-        spec = workspace_spec(row)
+    async def work(self, row: WorkspaceRow, number: int) -> WorkspaceResult:
+        spec = WORKSPACES.check(row)
         if isinstance(spec, BadRow):
             return WorkspaceResult(
-                spec.key, "", "failed", error=spec.error, attempts=0, line=spec.line
+                spec.key, spec.name, "failed", error=spec.error, attempts=0, line=spec.line
+            )
+        duplicate = self.duplicates.check(WORKSPACES.key(spec), spec.line, number)
+        if duplicate is not None:
+            return WorkspaceResult(
+                spec.ext_id,
+                spec.name,
+                "failed",
+                error=duplicate,
+                attempts=0,
+                line=spec.line,
+                spec=spec,
             )
         done = _Progress()
+        tries = 1
+        error: ConduitError | None = None
+        try:  # the first try inline: most rows need nothing more
+            await self.ensure(spec, done, 1)
+        except ConduitError as failed:
 
-        async def attempt(n: int) -> None:
-            await self.ensure(spec, done, n)
+            async def again(attempt: int) -> None:
+                await self.ensure(spec, done, attempt)
 
-        value, tries = await retrying(attempt, self.retries, self.conduit.retry)
-        error = value if isinstance(value, ConduitError) else None
+            value, tries = await retrying(again, failed, self.retries, self.conduit.retry)
+            error = value if isinstance(value, ConduitError) else None
         return WorkspaceResult(
             spec.ext_id,
             spec.name,
@@ -159,15 +124,13 @@ class _Batch:
             error=error,
             attempts=tries,
             line=spec.line,
+            spec=spec,
         )
 
     async def ensure(self, spec: WorkspaceSpec, done: _Progress, attempt: int) -> None:
-        # The whole row holds its ext_id's lock: a second row for the same workspace
-        # must see the first one's clones, not clone the templates again.
-        async with self.locks.hold(spec.ext_id):
-            if done.workspace is None:
-                done.workspace = await self.find_or_create(spec, done, attempt)
-            await self.fill(done.workspace, done, attempt)
+        if done.workspace is None:
+            done.workspace = await self.find_or_create(spec, done, attempt)
+        await self.fill(done.workspace, done, attempt)
 
     async def fill(self, ws: Workspace, done: _Progress, attempt: int) -> None:
         """Give the workspace a copy of every template, and note each copy's share URL."""
@@ -210,8 +173,8 @@ def provision_workspaces(
     rows: Rows[WorkspaceRow],
     *,
     clone_dashboards: Iterable[int] = (),
-    concurrency: int = 16,
-    retries: int = 2,
+    concurrency: int = WORKSPACE_CONCURRENCY,
+    retries: int = ROW_RETRIES,
 ) -> AsyncGenerator[WorkspaceResult, None]:
     """See `Workspaces.provision`."""
     check_pool_args(conduit, concurrency, retries)

@@ -16,12 +16,13 @@ import attrs
 from .. import _validate, routes
 from ..errors import NotFoundError, ValidationError
 from ..models import Company, DataLakeFile, Integration
+from ..provision._pool import COMPANY_CONCURRENCY, ROW_RETRIES
 from ..routes import Reply
 from ..tokens import TokenBroker, TokenLease
 
 if TYPE_CHECKING:
     from ..client import Conduit
-    from ..provision import CompanyRow, ProvisionResult
+    from ..provision import CompanyResult, CompanyRow
     from ..provision._pool import Rows
 
 __all__ = ["Companies", "CompanyAuth", "CompanyView"]
@@ -101,8 +102,12 @@ class Companies:
         return await self._conduit.tokens.company_token(_validate.company_id(company_id))
 
     def provision(
-        self, rows: Rows[CompanyRow], *, concurrency: int = 64, retries: int = 2
-    ) -> AsyncGenerator[ProvisionResult, None]:
+        self,
+        rows: Rows[CompanyRow],
+        *,
+        concurrency: int = COMPANY_CONCURRENCY,
+        retries: int = ROW_RETRIES,
+    ) -> AsyncGenerator[CompanyResult, None]:
         """Make every row's company exist as described; yield a result per row as it finishes.
 
         `rows` is any iterable or async iterable of `CompanySpec` (or dicts with

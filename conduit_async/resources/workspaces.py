@@ -10,6 +10,7 @@ import attrs
 from .. import _validate, routes
 from ..errors import AmbiguousWorkspaceError, NotFoundError, ValidationError
 from ..models import Workspace
+from ..provision._pool import ROW_RETRIES, WORKSPACE_CONCURRENCY
 from ..routes import Reply
 from ..tokens import TokenBroker
 from .dashboards import WorkspaceDashboards
@@ -98,8 +99,8 @@ class Workspaces:
         rows: Rows[WorkspaceRow],
         *,
         clone_dashboards: Iterable[int] = (),
-        concurrency: int = 16,
-        retries: int = 2,
+        concurrency: int = WORKSPACE_CONCURRENCY,
+        retries: int = ROW_RETRIES,
     ) -> AsyncGenerator[WorkspaceResult, None]:
         """Make a workspace exist per row, with copies of template dashboards; yield a result
         per row as it finishes.
