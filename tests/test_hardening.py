@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
+import socket
+import subprocess
+import sys
+import time
 import traceback
 import types
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -27,15 +33,20 @@ from test_hostile_server import HostileServer
 from yarl import URL
 
 from conduit_async import (
+    AmbiguousWorkspaceError,
+    ClientClosedError,
     CompanySpec,
     Conduit,
     ConduitError,
     ConfigurationError,
     NotFoundError,
+    OutcomeUnknownError,
     RedirectError,
     ResponseFormatError,
     RetryPolicy,
     TransportError,
+    ValidationError,
+    WorkspaceSpec,
 )
 from conduit_async.testing import FakeConduit, Fault, ManualClock
 
@@ -559,3 +570,313 @@ async def test_a_workspace_token_with_cr_lf_from_the_server_is_a_format_error(
     assert type(caught.value) is ResponseFormatError, repr(caught.value)
     assert_no_secret(reachable_text(caught.value), "ws-SECRET")
     assert [s.url for s in http.sent] == [V2 + "workspaces/"]
+
+
+# -- 7: one client, two event loops -------------------------------------------------------
+
+ORG = "org_twoloops_0123456789abcdef"
+LINK_APP = "link_twoloops_0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def two_loops_client(port: int) -> Conduit:
+    return Conduit(
+        ORG,
+        LINK_APP,
+        base_url=f"http://127.0.0.1:{port}/v2/",
+        link_base_url=f"http://127.0.0.1:{port}/link/",
+        retry=RetryPolicy.never(),
+    )
+
+
+async def serve_and_call(conduit: Conduit, port: int) -> list[str]:
+    """Start a fake on `port` for the length of one call to it."""
+    async with FakeConduit(port=port, org_token=ORG, link_token=LINK_APP) as fake:
+        fake.add_workspace("Acme", ext_id="crm-1")
+        return [w.name for w in await conduit.workspaces.list()]
+
+
+def test_a_client_made_outside_any_loop_serves_two_asyncio_runs() -> None:
+    """Sync on purpose: `asyncio.run` cannot run inside pytest-asyncio's loop."""
+    port = free_port()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        conduit = two_loops_client(port)  # at "module level": no loop runs
+        assert asyncio.run(serve_and_call(conduit, port)) == ["Acme"]
+        assert asyncio.run(serve_and_call(conduit, port)) == ["Acme"]
+        assert conduit.requests_sent == 2
+        assert not conduit.closed
+        asyncio.run(conduit.close())  # closing from yet another loop is fine too
+        assert conduit.closed
+        del conduit
+        gc.collect()
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == []
+
+
+def test_a_client_whose_loop_ended_without_shutdown_says_so() -> None:
+    """A loop closed without `shutdown_asyncgens` (not `asyncio.run`) cannot hand the
+    session on: the next loop gets a `ConfigurationError` saying what to do, not
+    'Event loop is closed'; the first loop can still close the client cleanly."""
+    port = free_port()
+    conduit = two_loops_client(port)
+    first = asyncio.new_event_loop()
+    try:
+        assert first.run_until_complete(serve_and_call(conduit, port)) == ["Acme"]
+        with pytest.raises(ConfigurationError, match="one Conduit client per event loop"):
+            asyncio.run(serve_and_call(conduit, port))
+        first.run_until_complete(conduit.close())
+    finally:
+        first.close()
+
+
+SCRIPT = """
+import asyncio, sys
+from conduit_async import Conduit, RetryPolicy
+from conduit_async.testing import FakeConduit
+
+PORT = int(sys.argv[1])
+conduit = Conduit("org_x0123456789", "link_x0123456789",
+                  base_url=f"http://127.0.0.1:{PORT}/v2/", retry=RetryPolicy.never())
+
+async def main() -> int:
+    async with FakeConduit(port=PORT, org_token="org_x0123456789",
+                           link_token="link_x0123456789") as fake:
+        fake.add_workspace("Acme")
+        return len(await conduit.workspaces.list())
+
+assert asyncio.run(main()) == 1
+assert asyncio.run(main()) == 1
+print("ok")
+"""
+
+
+def test_two_asyncio_runs_in_a_fresh_interpreter_warn_of_nothing() -> None:
+    """As the README's module-level example runs it: -W error, dev mode (which reports
+    unclosed transports and sessions), nothing on stderr."""
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", "-c", SCRIPT, str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "ok", "")
+
+
+# -- 4: closing the client while requests are under way -----------------------------------
+
+
+async def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Poll (real time) until `condition()` holds."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.01)
+
+
+def outcomes(tasks: list[asyncio.Task[Any]]) -> list[object]:
+    """What each task came to: its result or its exception (never a cancellation)."""
+    assert all(t.done() for t in tasks)
+    assert [t for t in tasks if t.cancelled()] == []
+    return [t.exception() or t.result() for t in tasks]
+
+
+async def test_closing_under_200_requests_in_flight_gives_results_or_client_closed(
+    fake: FakeConduit, clock: ManualClock
+) -> None:
+    # The first 20 answered at once, the rest stalled; the connector holds 100 at a time,
+    # so some wait in flight and some wait for a connection when the client closes.
+    fake.faults.script(LIST_DASHBOARDS, [None] * 20 + [Fault.latency(30.0)] * 180)
+    conduit = against(fake, clock)
+    tasks = [asyncio.create_task(conduit.dashboards.list()) for _ in range(200)]
+    await wait_for(lambda: fake.stats.requests_total >= 100)
+    await wait_for(lambda: sum(t.done() for t in tasks) >= 20)  # the answered ones
+    await conduit.close()
+    await asyncio.wait(tasks, timeout=5.0)
+    got = outcomes(tasks)
+    answered = [g for g in got if isinstance(g, list)]
+    closed = [g for g in got if isinstance(g, ClientClosedError)]
+    others = [g for g in got if not isinstance(g, (list, ClientClosedError))]
+    assert others == []
+    assert (len(answered), len(closed)) == (20, 180)
+
+
+async def test_a_retry_sleeping_when_the_client_closes_ends_with_client_closed(
+    fake: FakeConduit,
+) -> None:
+    fake.faults.script(LIST_DASHBOARDS, [Fault.status(503, retry_after=30)])
+    conduit = against(fake, retry=RetryPolicy())  # a real asyncio.sleep of 30 s
+    task = asyncio.create_task(conduit.dashboards.list())
+    await wait_for(lambda: fake.stats.count(LIST_DASHBOARDS, 503) == 1)
+    await asyncio.sleep(0.05)  # into the sleep
+    started = time.monotonic()
+    await conduit.close()
+    await asyncio.wait([task], timeout=2.0)
+    assert time.monotonic() - started < 2.0
+    assert isinstance(outcomes([task])[0], ClientClosedError)
+    assert fake.stats.count(LIST_DASHBOARDS) == 1  # and no retry after the close
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Conduit.close() cancels the broker's shared token fetch (TokenBroker.aclose); "
+    "every caller awaiting it through asyncio.shield gets that CancelledError (the session "
+    "maps only TransportError from Auth.token()), so their tasks end cancelled instead of "
+    "with ClientClosedError",
+)
+async def test_waiters_on_a_shared_token_fetch_get_client_closed(
+    fake: FakeConduit, clock: ManualClock
+) -> None:
+    fake.add_company("acme1")
+    fake.faults.script("GET /link/company/{cid}/", [Fault.latency(30.0)])
+    conduit = against(fake, clock)
+    tasks = [asyncio.create_task(conduit.company("acme1").integrations()) for _ in range(20)]
+    await wait_for(lambda: fake.stats.requests_total == 1)
+    await asyncio.sleep(0.05)
+    await conduit.close()
+    await asyncio.wait(tasks, timeout=5.0)
+    got = outcomes(tasks)
+    assert all(isinstance(g, ClientClosedError) for g in got), got
+    assert fake.stats.requests_total == 1  # one fetch for all, and nothing after the close
+
+
+async def test_a_call_after_close_is_client_closed(fake: FakeConduit) -> None:
+    conduit = against(fake)
+    await conduit.dashboards.list()
+    await conduit.close()
+    with pytest.raises(ClientClosedError):
+        await conduit.dashboards.list()
+    with pytest.raises(ClientClosedError):
+        await conduit.company("acme1").integrations()
+
+
+# -- 1: a create that stalls past the client's timeout is done once ----------------------
+
+STALL = 0.6  # seconds the server sits on the request before applying it
+TIMEOUT = 0.3  # the client gives up on it after this
+
+
+def stalling_client(fake: FakeConduit) -> Conduit:
+    """Real time throughout: the client times out for real, and gives a lost attempt
+    a real second to land before looking again."""
+    return against(fake, timeout=TIMEOUT, retry=RetryPolicy(settle_delay=1.0, jitter=lambda: 0.0))
+
+
+async def test_a_workspace_create_that_stalls_past_the_timeout_is_created_once(
+    fake: FakeConduit,
+) -> None:
+    fake.faults.script(CREATE_WORKSPACE, [Fault.latency(STALL)])
+    async with stalling_client(fake) as conduit:
+        created = await conduit.workspaces.create("Acme", ext_id="crm-1")
+        await asyncio.sleep(STALL)  # any attempt still stalled lands meanwhile
+    assert fake.stats.workspaces_created_by_ext_id == {"crm-1": 1}
+    assert fake.stats.count(CREATE_WORKSPACE) == 1  # looked for, never sent again
+    assert [w.id for w in fake.workspaces.values()] == [created.id]
+    assert (created.name, created.ext_id) == ("Acme", "crm-1")
+
+
+async def test_a_workspace_create_without_ext_id_that_stalls_is_unknown_not_repeated(
+    fake: FakeConduit,
+) -> None:
+    fake.faults.script(CREATE_WORKSPACE, [Fault.latency(STALL)])
+    async with stalling_client(fake) as conduit:
+        with pytest.raises(OutcomeUnknownError):
+            await conduit.workspaces.create("Acme")
+        await asyncio.sleep(STALL)  # the stalled attempt lands meanwhile
+    assert fake.stats.count(CREATE_WORKSPACE) == 1
+    assert fake.stats.workspaces_created == 1
+    assert len(fake.workspaces) == 1
+
+
+async def test_a_stalled_clone_in_provision_leaves_one_copy_per_workspace(
+    fake: FakeConduit,
+) -> None:
+    template = next(d for d in fake.dashboards.values() if d.workspace is None)
+    fake.faults.script(CLONE, [Fault.latency(STALL), Fault.latency(STALL)])
+    rows = [WorkspaceSpec("Acme", "crm-1"), WorkspaceSpec("Globex", "crm-2")]
+    async with stalling_client(fake) as conduit:
+        results = [r async for r in conduit.workspaces.provision(rows, clone_dashboards=[1])]
+        await asyncio.sleep(STALL)  # any attempt still stalled lands meanwhile
+    assert fake.stats.dashboards_cloned == 2
+    for result in results:
+        assert result.outcome == "created", result
+        assert result.workspace is not None
+        copies = [
+            d
+            for d in fake.dashboards.values()
+            if d.workspace == result.workspace.id and d.name == template.name
+        ]
+        assert len(copies) == 1, copies
+        assert set(result.share_urls) == {1}
+    assert fake.stats.workspaces_created_by_ext_id == {"crm-1": 1, "crm-2": 1}
+
+
+# -- 3: an ext_id that is already in use --------------------------------------------------
+
+
+async def test_creating_a_workspace_with_an_ext_id_in_use_is_refused_before_sending(
+    fake: FakeConduit, clock: ManualClock
+) -> None:
+    existing = fake.add_workspace("Acme", ext_id="crm-1")
+    async with against(fake, clock) as conduit:
+        with pytest.raises(ValidationError) as caught:
+            await conduit.workspaces.create("Acme again", ext_id="crm-1")
+        assert str(existing.id) in str(caught.value)
+        assert "allow_duplicate_ext_id" in str(caught.value)
+        assert fake.stats.count(CREATE_WORKSPACE) == 0
+        # Once listed, the cache answers: still refused, still nothing sent.
+        with pytest.raises(ValidationError):
+            await conduit.workspaces.create("Acme again", ext_id="crm-1")
+        assert fake.stats.count(CREATE_WORKSPACE) == 0
+        # Another ext_id goes through.
+        await conduit.workspaces.create("Globex", ext_id="crm-2")
+        assert fake.stats.count(CREATE_WORKSPACE) == 1
+
+
+async def test_a_duplicate_ext_id_is_created_when_explicitly_allowed(
+    fake: FakeConduit, clock: ManualClock
+) -> None:
+    existing = fake.add_workspace("Acme", ext_id="crm-1")
+    async with against(fake, clock) as conduit:
+        second = await conduit.workspaces.create(
+            "Acme again", ext_id="crm-1", allow_duplicate_ext_id=True
+        )
+    assert second.id != existing.id
+    assert sorted(w.id for w in fake.workspaces.values() if w.ext_id == "crm-1") == sorted(
+        [existing.id, second.id]
+    )
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="lookups by an ext_id that two workspaces share are being made to raise "
+    "AmbiguousWorkspaceError on another branch; today the last one listed wins",
+)
+async def test_a_lookup_by_an_ext_id_two_workspaces_share_names_both(
+    fake: FakeConduit, clock: ManualClock
+) -> None:
+    first = fake.add_workspace("Acme", ext_id="crm-1")
+    async with against(fake, clock) as conduit:
+        second = await conduit.workspaces.create(
+            "Acme again", ext_id="crm-1", allow_duplicate_ext_id=True
+        )
+        with pytest.raises(AmbiguousWorkspaceError) as caught:
+            await conduit.workspace(ext_id="crm-1").get()
+        assert caught.value.workspace_ids == tuple(sorted([first.id, second.id]))
+        assert str(first.id) in str(caught.value) and str(second.id) in str(caught.value)
+        with pytest.raises(AmbiguousWorkspaceError):
+            await conduit.workspace(ext_id="crm-1").dashboards.list()
+        # A fresh client (nothing cached) finds the same from its listing.
+    async with against(fake, clock) as fresh:
+        with pytest.raises(AmbiguousWorkspaceError):
+            await fresh.workspace(ext_id="crm-1").get()
+        # And a third create with that ext_id is refused naming both.
+        with pytest.raises(ValidationError) as refused:
+            await fresh.workspaces.create("Acme thrice", ext_id="crm-1")
+        assert str(first.id) in str(refused.value) and str(second.id) in str(refused.value)
