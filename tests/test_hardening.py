@@ -27,7 +27,16 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from core_support import LINK, LINK_TOKEN, V2, Recorder, company_json, workspace_json
+from core_support import (
+    LINK,
+    LINK_TOKEN,
+    V2,
+    Recorder,
+    VirtualTime,
+    company_json,
+    make_conduit,
+    workspace_json,
+)
 from multidict import CIMultiDict, CIMultiDictProxy
 from test_hostile_server import HostileServer
 from yarl import URL
@@ -41,9 +50,11 @@ from conduit_async import (
     ConfigurationError,
     NotFoundError,
     OutcomeUnknownError,
+    RateLimitError,
     RedirectError,
     ResponseFormatError,
     RetryPolicy,
+    ServerError,
     TransportError,
     ValidationError,
     WorkspaceSpec,
@@ -880,3 +891,56 @@ async def test_a_lookup_by_an_ext_id_two_workspaces_share_names_both(
         with pytest.raises(ValidationError) as refused:
             await fresh.workspaces.create("Acme thrice", ext_id="crm-1")
         assert str(first.id) in str(refused.value) and str(second.id) in str(refused.value)
+
+
+# -- with_options(max_wait=): fail fast rather than sleep ---------------------------------
+
+
+async def test_max_wait_gives_up_on_a_long_retry_after_without_sleeping(
+    conduit: Conduit, http: Recorder, vt: VirtualTime
+) -> None:
+    http.get(V2 + "dashboards/", status=429, headers={"Retry-After": "30"})
+    hurried = conduit.with_options(max_wait=0.5)
+    with pytest.raises(RateLimitError) as caught:
+        await hurried.dashboards.list()
+    assert caught.value.retry_after == 30.0  # for the caller to show or schedule by
+    assert vt.sleeps == []
+    assert len(http.sent) == 1
+    assert (hurried.retry.max_wait, conduit.retry.max_wait) == (0.5, None)
+    assert hurried.requests_sent == conduit.requests_sent == 1  # one session shared
+
+
+async def test_max_wait_counts_every_wait_of_the_call(vt: VirtualTime, http: Recorder) -> None:
+    http.get(V2 + "dashboards/", status=503, repeat=True)
+    async with make_conduit(vt, retry=RetryPolicy(sleep=vt.sleep, jitter=lambda: 1.0)) as c:
+        with pytest.raises(ServerError):
+            await c.with_options(max_wait=1.0).dashboards.list()
+    assert vt.sleeps == [0.5]  # 0.5 then 1.0 more would be 1.5 s, over the 1 s allowed
+    assert len(http.sent) == 2
+
+
+async def test_max_wait_does_not_queue_behind_a_pause_longer_than_it(
+    vt: VirtualTime, http: Recorder
+) -> None:
+    gate = asyncio.Event()
+    sleeping = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        vt.sleeps.append(seconds)
+        sleeping.set()
+        await gate.wait()
+        vt.now += seconds
+
+    http.get(V2 + "dashboards/", status=429, headers={"Retry-After": "30"})
+    http.get(V2 + "dashboards/", payload=[])
+    async with make_conduit(vt, retry=RetryPolicy(sleep=sleep, jitter=lambda: 0.5)) as conduit:
+        patient = asyncio.create_task(conduit.dashboards.list())
+        await sleeping.wait()  # the 429 has paused the client
+        assert conduit.paused_for == 30.0
+        with pytest.raises(RateLimitError) as caught:
+            await conduit.with_options(max_wait=5.0).dashboards.list()
+        assert caught.value.retry_after == 30.0
+        assert len(http.sent) == 1  # refused without a request
+        gate.set()
+        assert await patient == []
+    assert vt.sleeps == [30.0]
