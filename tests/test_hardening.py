@@ -770,6 +770,15 @@ async def test_a_retry_sleeping_when_the_client_closes_ends_with_client_closed(
     assert fake.stats.count(LIST_DASHBOARDS) == 1  # and no retry after the close
 
 
+#: Callers that wait on the broker's one shared fetch: a company's token (through a
+#: company call, or asked for directly) and a workspace's (a listing).
+SHARED_FETCHES: dict[str, tuple[str, Callable[[Conduit], Awaitable[Any]]]] = {
+    "company call": ("GET /link/company/{cid}/", lambda c: c.company("acme1").integrations()),
+    "company token": ("GET /link/company/{cid}/", lambda c: c.companies.token("acme1")),
+    "workspace call": (LIST_WORKSPACES, lambda c: c.workspace(ext_id="crm-1").dashboards.list()),
+}
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="Conduit.close() cancels the broker's shared token fetch (TokenBroker.aclose); "
@@ -777,13 +786,16 @@ async def test_a_retry_sleeping_when_the_client_closes_ends_with_client_closed(
     "maps only TransportError from Auth.token()), so their tasks end cancelled instead of "
     "with ClientClosedError",
 )
+@pytest.mark.parametrize("caller", SHARED_FETCHES)
 async def test_waiters_on_a_shared_token_fetch_get_client_closed(
-    fake: FakeConduit, clock: ManualClock
+    fake: FakeConduit, clock: ManualClock, caller: str
 ) -> None:
     fake.add_company("acme1")
-    fake.faults.script("GET /link/company/{cid}/", [Fault.latency(30.0)])
+    fake.add_workspace("Acme", ext_id="crm-1")
+    route, call = SHARED_FETCHES[caller]
+    fake.faults.script(route, [Fault.latency(30.0)])
     conduit = against(fake, clock)
-    tasks = [asyncio.create_task(conduit.company("acme1").integrations()) for _ in range(20)]
+    tasks = [asyncio.create_task(call(conduit)) for _ in range(20)]
     await wait_for(lambda: fake.stats.requests_total == 1)
     await asyncio.sleep(0.05)
     await conduit.close()
