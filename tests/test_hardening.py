@@ -992,3 +992,22 @@ async def test_max_wait_does_not_queue_behind_a_pause_longer_than_it(
         gate.set()
         assert await patient == []
     assert vt.sleeps == [30.0]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Workspaces.create checks the ext_id against the cache (or one listing) and then "
+    "sends; two creates with one ext_id under way at once in one client both pass the check "
+    "and both POST: two workspaces with one ext_id, both calls report success",
+)
+async def test_two_concurrent_creates_with_one_ext_id_make_one_workspace(
+    fake: FakeConduit, clock: ManualClock
+) -> None:
+    async with against(fake, clock) as conduit:
+        made = await asyncio.gather(
+            conduit.workspaces.create("Acme", ext_id="crm-1"),
+            conduit.workspaces.create("Acme too", ext_id="crm-1"),
+            return_exceptions=True,
+        )
+    assert sorted(type(m).__name__ for m in made) == ["ValidationError", "Workspace"]
+    assert fake.stats.workspaces_created_by_ext_id == {"crm-1": 1}
