@@ -15,6 +15,7 @@ import math
 import random
 import re
 from collections.abc import Awaitable, Callable
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 
 import attrs
@@ -194,7 +195,8 @@ def decide(
     GET and DELETE, and POSTs marked `idempotent`, are retried on transport
     failures and the policy's statuses. Any other POST is retried only when
     it certainly did not reach the server (a refused connection, a 429);
-    when it may have been applied (sent, then no answer or a 5xx) it is
+    when it may have been applied (sent, then no answer, or a status the
+    policy retries, such as a 502) it is
     reconciled (`can_reconcile`) or reported as an unknown outcome. A 409
     after an unknown outcome may be the lost attempt's work: reconciled too.
     A 404 to a retried DELETE after an unknown outcome means the lost
@@ -256,7 +258,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 @functools.lru_cache(maxsize=16)
 def http_date(text: str) -> float | None:
     """An HTTP date (a `Date` or `Retry-After` header) in Unix seconds, or None if unreadable
-    or without a time zone.
+    or of an unknown time zone.
 
     Cached: the `Date` header changes once a second, while a batch reads it
     thousands of times.
@@ -265,6 +267,12 @@ def http_date(text: str) -> float | None:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when is None or when.tzinfo is None:
+    if when is None:
         return None
+    if when.tzinfo is None:
+        # asctime-date ("Sun Nov  6 08:49:37 1994") has no zone and is GMT by definition
+        # (RFC 9110 5.6.7); RFC 5322's "-0000" says the zone is unknown.
+        if "-0000" in text or "," in text:  # an RFC 1123 date that lost its zone
+            return None
+        when = when.replace(tzinfo=timezone.utc)
     return when.timestamp()

@@ -15,7 +15,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -379,14 +379,17 @@ class Session:
                     number -= 1  # a token refresh is not a retry of the request
                     self.counts.retries["token"] += 1
                     continue
-                raise error
+                _raise(error)
             if isinstance(decision, Raise):
+                if attempt.status == 429 and attempt.retry_after:
+                    # This call gives up (max_wait), but the server asked for a pause.
+                    self.pause(min(attempt.retry_after, policy.max_retry_after))
                 if decision.unknown:
                     if route.settles and route.on_unknown == "raise":
                         # Whoever looks next (a provisioning retry) must see its fate.
                         await self._settle(policy)
-                    raise OutcomeUnknownError(route.endpoint, error)
-                raise error
+                    _raise(OutcomeUnknownError(route.endpoint, error))
+                _raise(error)
             if isinstance(decision, Pause):
                 self.pause(decision.delay)
                 cause = "rate_limit"
@@ -501,9 +504,11 @@ class Session:
                 failure = TransportError(
                     route.endpoint, self._scrub(f"{type(exc).__name__}: {exc}", token)
                 )
-        # Raised here, outside the `except` blocks, so that no `__context__` chain leads
-        # back to aiohttp's exception (whose request_info carries the headers).
-        raise failure
+        # Raised outside the `except` blocks, and with the context Python would chain
+        # cleared: no `__context__` may lead back to aiohttp's exception (whose
+        # request_info carries the headers), even when this task was resumed inside an
+        # `except` clause (asyncio's pure-Python task does that).
+        _raise(failure)
 
     def _scrub(self, text: str, token: str) -> str:
         return redact(_BEARER.sub(r"\1<redacted>", text), *self._secrets(token))
@@ -565,6 +570,18 @@ def _follow(url: str, location: str, status: int, method: str) -> str:
 
 def _origin(url: URL) -> tuple[str, str, int | None]:
     return url.scheme, (url.host or "").lower(), url.port
+
+
+def _raise(error: ConduitError) -> NoReturn:
+    """Raise `error` with no implicit `__context__`: Python would chain whatever exception
+    is being handled where it is raised, and when a task is resumed inside an `except`
+    clause (asyncio's pure-Python task does that) that can be aiohttp's exception, whose
+    request_info carries the Authorization header."""
+    try:
+        raise error
+    except ConduitError:
+        error.__context__ = None
+        raise
 
 
 def _maybe_applied(attempt: Attempt) -> bool:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
+from yarl import URL
 
 from . import _json, _validate
 from ._auth import Auth, StaticAuth
@@ -288,15 +289,23 @@ def _check_token(value: str | None, name: str) -> None:
 
 
 def _base_url(url: str, allow_insecure: bool) -> str:
+    # A URL with an '@' anywhere may hold a password: such a URL is never echoed.
+    shown = repr(url) if "@" not in url else "(not shown: it may hold a password)"
     parts = url.split("://", 1)
     if len(parts) == 2 and "@" in re.split(r"[/?#]", parts[1], maxsplit=1)[0]:
-        # Never echoed: the part before '@' is a password.
         raise ConfigurationError(
             "a base URL must not hold a user name or password (user:password@host); "
             "the API authenticates with bearer tokens"
         )
     if len(parts) != 2 or parts[0] not in ("http", "https") or not parts[1].split("/", 1)[0]:
-        raise ConfigurationError(f"base URL must be an http(s) URL, not {url!r}")
+        raise ConfigurationError(f"base URL must be an http(s) URL, not {shown}")
+    try:
+        parsed = URL(url)
+        readable = bool(parsed.host) and parsed.port is not None
+    except (ValueError, TypeError):
+        readable = False
+    if not readable:
+        raise ConfigurationError(f"base URL {shown} cannot be read: check its host and port")
     if parts[0] == "http" and not allow_insecure and not _is_loopback(parts[1]):
         raise ConfigurationError(
             f"refusing the non-HTTPS base URL {url!r}: bearer tokens would travel in clear. "

@@ -379,12 +379,6 @@ def test_http_date(text: str, expected: float | None) -> None:
     assert http_date(text) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="http_date refuses RFC 9110's asctime-date form (no zone, GMT by definition), "
-    "which a recipient MUST accept (RFC 9110 section 5.6.7); a Retry-After in that form "
-    "falls back to the client's own backoff",
-)
 def test_http_date_accepts_the_asctime_form() -> None:
     assert http_date("Sun Nov  6 08:49:37 1994") == SUNDAY
     assert parse_retry_after("Sun Nov  6 08:49:47 1994", SUNDAY) == 10.0

@@ -360,16 +360,6 @@ async def test_a_response_echoing_the_token_gives_an_error_that_holds_no_token(
     await assert_echo_leaves_no_token(caplog, shape, call, bare, python_task=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TransportError is raised outside the except block in Session._send, so Python "
-    "chains it implicitly to whatever exception is being handled when it is raised; in a "
-    "task resumed inside an except clause (asyncio's pure-Python Task, the "
-    "backports.asyncio.runner Task pytest-asyncio uses on 3.10) that is aiohttp's "
-    "HttpProcessingError, which holds the echoed Authorization header: exc.__context__ "
-    "leaks the token. Fix: clear __context__ where the error is raised, e.g. "
-    "`try: raise failure` / `except ConduitError: failure.__context__ = None; raise`",
-)
 @pytest.mark.parametrize("shape", MALFORMED)
 async def test_no_token_in_the_implicit_context_when_a_python_task_runs_the_call(
     caplog: pytest.LogCaptureFixture, shape: str
@@ -526,12 +516,6 @@ def test_a_base_url_with_a_password_is_refused_and_never_shown(
         "https://api.example.test:port/v2/",  # port not a number
         "https://[::1/v2/",  # broken IPv6 host
     ],
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="a base URL whose authority URL parsers cannot read (bad port, broken IPv6, "
-    "a password holding '/') is accepted at construction; repr(Conduit) shows it whole "
-    "and every call then fails with a TransportError quoting it (InvalidUrlClientError)",
 )
 async def test_a_base_url_no_parser_can_read_is_refused_at_construction(url: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
