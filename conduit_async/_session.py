@@ -102,6 +102,8 @@ class Session:
     max_response_bytes: int = 16 * 1024 * 1024
     user_agent: str = "conduit-async"
     http: aiohttp.ClientSession | None = attrs.field(default=None, alias="session")
+    #: Told of every pause this session imposes (a shared token store publishes it).
+    on_pause: Callable[[float], None] | None = attrs.field(default=None, repr=False)
 
     _owns_http: bool = attrs.field(init=False, default=False)
     _closed: bool = attrs.field(init=False, default=False)
@@ -160,7 +162,15 @@ class Session:
         return max(0.0, self._paused_until - self.clock())
 
     def pause(self, seconds: float) -> None:
-        """Hold every request of this session for `seconds`: a 429 slows all workers."""
+        """Hold every request of this session for `seconds`: a 429 slows all workers
+        (and, through `on_pause`, every process sharing the token store)."""
+        self.hold(seconds)
+        if self.on_pause is not None:
+            self.on_pause(seconds)
+
+    def hold(self, seconds: float) -> None:
+        """Hold every request for `seconds` without telling `on_pause` (a pause another
+        process shared)."""
         self._paused_until = max(self._paused_until, self.clock() + seconds)
 
     async def request(

@@ -26,7 +26,8 @@ from .models import Company
 from .resources.companies import Companies, CompanyView
 from .resources.dashboards import Dashboards
 from .resources.workspaces import Workspaces, WorkspaceView
-from .tokens import Clock, InMemoryTokenStore, TokenBroker, TokenLease, TokenStore
+from .stores import choose_token_store
+from .tokens import Clock, TokenBroker, TokenLease, TokenStore
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -113,8 +114,11 @@ class Conduit:
             fetch_company=self._fetch_company_lease,
             list_workspaces=self.workspaces.list,
             clock=self.clock,
-            store=token_store or InMemoryTokenStore(token_cache_size),
+            store=choose_token_store(token_store, token_cache_size),
             rng=random.Random(seed),
+        )
+        self.tokens.bind(
+            link_token=link_token, org_token=token, pause=self._session, request_timeout=timeout
         )
 
     def workspace(

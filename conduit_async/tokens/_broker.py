@@ -168,12 +168,24 @@ class TokenBroker:
 
     # -- sharing and lifecycle ------------------------------------------------------
 
-    def bind(self, *, link_token: str | None, org_token: str | None, pause: Pausable) -> None:
-        """Tell a shared store which Link APP and organization this client serves, and
-        share its session's 429 pauses. Nothing to do for an in-memory store."""
+    def bind(
+        self,
+        *,
+        link_token: str | None,
+        org_token: str | None,
+        pause: Pausable,
+        request_timeout: float | None = None,
+    ) -> None:
+        """Tell a shared store which Link APP and organization this client serves, share
+        its session's 429 pauses, and bound waits on other processes by a fraction of
+        `request_timeout`. Nothing to do for an in-memory store."""
         if isinstance(self.store, SharedTokenStore):
             self.store.bind(
-                link_token=link_token, org_token=org_token, clock=self.clock, pause=pause
+                link_token=link_token,
+                org_token=org_token,
+                clock=self.clock,
+                pause=pause,
+                request_timeout=request_timeout,
             )
 
     @property

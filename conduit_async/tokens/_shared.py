@@ -37,10 +37,17 @@ class SharedTokenStore(TokenStore, Protocol):
     """A `TokenStore` whose leases (and workspace tokens) other processes share."""
 
     def bind(
-        self, *, link_token: str | None, org_token: str | None, clock: Clock, pause: Pausable
+        self,
+        *,
+        link_token: str | None,
+        org_token: str | None,
+        clock: Clock,
+        pause: Pausable,
+        request_timeout: float | None = None,
     ) -> None:
         """Serve one client: its tokens name the namespace (only their fingerprints are
-        kept) and its session's 429 pauses are shared."""
+        kept), its session's 429 pauses are shared, and waits for another process's
+        fetch are bounded by a fraction of `request_timeout`."""
         ...
 
     async def obtain_company(
