@@ -57,9 +57,16 @@ REDIS_EXTRA_HINT = 'install the redis extra: pip install "conduit-async[redis]"'
 WAIT_FRACTION = 0.25
 #: The wait when the client's request timeout is unknown.
 DEFAULT_WAIT = 5.0
+#: Once fetch times are known, a wait lasts this many typical fetches (at least _MIN_WAIT):
+#: no caller waits on another process much longer than its own fetch would take.
+_WAIT_FETCHES = 3.0
+_MIN_WAIT = 0.1
 #: While waiting for a publication, Redis is read again this often (seconds), in case
 #: the publication was missed (subscription down or not yet up).
 _POLL = 0.05
+_POLL_SUBSCRIBED = 0.5
+#: Connections to Redis per store (one of them is the subscription's).
+_CONNECTIONS = 8
 #: Leases written at once by the background writer.
 _BATCH = 200
 #: Pending background writes kept at most (the oldest are dropped past it).
@@ -79,6 +86,17 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 1
 """
+# KEYS: lease, lock. ARGV: the issued ms to beat, the holder's token, the lock's lease (ms).
+_READ_OR_LOCK = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local issued = tonumber(string.sub(cur, 26, 41))
+  if issued and issued > tonumber(ARGV[1]) then return {1, cur} end
+end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {2, ''} end
+return {3, ''}
+"""
+_FOUND, _LOCKED = 1, 2
 _DELETE_IF_PREFIX = """
 local cur = redis.call('GET', KEYS[1])
 if cur and string.sub(cur, 1, string.len(ARGV[1])) == ARGV[1] then
@@ -185,12 +203,14 @@ class RedisTokenStore:
         self._sender = secrets.token_hex(_SENDER_LEN // 2).encode()
         self._set_if_newer = client.register_script(_SET_IF_NEWER)
         self._delete_if_prefix = client.register_script(_DELETE_IF_PREFIX)
+        self._read_or_lock = client.register_script(_READ_OR_LOCK)
         self._app: _Names | None = None
         self._org: _Names | None = None
         self._bound = False
         self._clock: Clock | None = None
         self._pause: Pausable | None = None
         self._wait = DEFAULT_WAIT
+        self._fetch_time: float | None = None
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self._pending: dict[str, TokenLease] = {}
         self._fetching: set[str] = set()
@@ -218,7 +238,7 @@ class RedisTokenStore:
         is unusable (the URL, which may hold a password, is never echoed).
         """
         try:
-            from redis.asyncio import Redis
+            from redis.asyncio import BlockingConnectionPool, Redis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
         except ImportError:
@@ -226,13 +246,18 @@ class RedisTokenStore:
                 f"a Redis token store needs redis-py: {REDIS_EXTRA_HINT}"
             ) from None
         try:
-            client = Redis.from_url(
+            # A few connections, shared: each operation holds one for a round trip, and
+            # opening dozens at once (a cold cache) costs more than queueing on a few.
+            pool = BlockingConnectionPool.from_url(
                 url,
+                max_connections=_CONNECTIONS,
+                timeout=op_timeout,
                 socket_timeout=op_timeout,
                 socket_connect_timeout=op_timeout,
                 # Our own timeouts and breaker decide; redis-py must not retry behind them.
                 retry=Retry(NoBackoff(), 0),
             )
+            client = Redis.from_pool(pool)  # closing the client closes the pool
         except ValueError:
             raise ConfigurationError(
                 "the token store URL (CONDUIT_TOKEN_STORE_URL) is not a usable Redis URL: "
@@ -322,48 +347,94 @@ class RedisTokenStore:
             return await fetch()
         self._start_listening()
         company = fingerprint("company", key, self._fp_key)
-        lease_key = names.lease(company)
-
-        async def better() -> TokenLease | None:
-            lease = await self._read_lease(lease_key)
-            if lease is None or lease.dead or self._now() >= lease.hard_at:
-                return None
-            if current is not None and lease.expires_at <= current.expires_at:
-                return None
-            return lease
-
+        lease_key, lock = names.lease(company), names.lock(company)
+        holder = secrets.token_hex(8)
+        # Only a lease issued after ours has more life.
+        since = -1 if current is None else int(current.issued_at * 1000)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait_bound()
+        waiting = "c:" + key
+        waited = False
         try:
-            found = await better()
-            if found is not None:
-                return self._adopt(key, found)
-            waiter = self._waiter("c:" + key)
-            lock = names.lock(company)
-            holder = await self._lock(lock)
-            if holder is not None:
-                try:
-                    found = await better()  # shared just before we locked
-                    if found is not None:
-                        return self._adopt(key, found)
-                    self._fetching.add(key)  # `put` leaves the sharing of this one to us
-                    try:
-                        lease = await fetch()
-                    finally:
-                        self._fetching.discard(key)
-                    self._l1_newer(key, lease)
-                    await self._share_lease(names, key, lease)
-                    return lease
-                finally:
-                    self._background(lambda: self._release(lock, holder))
-            self.stats.waits += 1
-            found = await self._wait_for(waiter, better, lock)
-            if found is not None:
-                return self._adopt(key, found)
-            self.stats.wait_timeouts += 1
+            while True:
+                waiter = self._waiter(waiting)
+                # One round trip: a newer lease, or the lock, or word that another has it.
+                read_or_lock = functools.partial(
+                    self._read_or_lock, keys=[lease_key, lock], args=[since, holder, self._lock_ms]
+                )
+                status, raw = await self._op("read", read_or_lock)
+                if status == _FOUND:
+                    lease = self._open_lease(lease_key, raw)
+                    if lease is not None and self._usable(lease, since):
+                        return self._adopt(key, lease)
+                    since = int(raw[_FP_LEN + 1 : _FP_LEN + 1 + _ISSUED_LEN])  # unusable: pass it
+                    continue
+                if status == _LOCKED:
+                    return await self._fetch_for_all(names, key, lease_key, lock, holder, fetch)
+                # Another process is fetching: wait for its publication (or poll, in case
+                # it is missed), and take the lock if it lets go without sharing anything.
+                left = deadline - loop.time()
+                if left <= 0:
+                    self.stats.wait_timeouts += 1
+                    break
+                if not waited:
+                    self.stats.waits += 1
+                    waited = True
+                # With the subscription up, a publication wakes us: Redis is asked again
+                # only now and then, in case it was missed.
+                poll = _POLL_SUBSCRIBED if self._listening else _POLL
+                await asyncio.wait((waiter,), timeout=min(poll, left))
+                published = self._l1.get(key)  # a publication lands here
+                if published is not None and self._usable(published, since):
+                    self.stats.adopted += 1
+                    return published
         except _Unavailable:
             pass
         finally:
-            self._waiters.pop("c:" + key, None)
-        return await fetch()
+            self._waiters.pop(waiting, None)
+        return await self._timed(fetch)
+
+    def _usable(self, lease: TokenLease, since: int) -> bool:
+        """Issued after the lease we have (`since`, ms) and still before its hard deadline."""
+        return int(lease.issued_at * 1000) > since and self._now() < lease.hard_at
+
+    async def _fetch_for_all(
+        self, names: _Names, key: str, lease_key: str, lock: str, holder: str, fetch: LeaseFetch
+    ) -> TokenLease:
+        """Holding the lock: fetch, then store, publish and unlock in one round trip."""
+        self._fetching.add(key)  # `put` leaves the sharing of this one to us
+        try:
+            lease = await self._timed(fetch)
+        except BaseException:
+            self._background(lambda: self._release(lock, holder))
+            raise
+        finally:
+            self._fetching.discard(key)
+        self._l1_newer(key, lease)
+        try:
+            await self._op(
+                "write", lambda: self._write_leases(names, [(key, lease)], unlock=(lock, holder))
+            )
+        except _Unavailable:
+            # Let the others fetch for themselves now rather than when the lock runs out.
+            self._background(lambda: self._release(lock, holder))
+        return lease
+
+    async def _timed(self, fetch: LeaseFetch) -> TokenLease:
+        """`fetch()`, keeping a moving average of how long fetches take here."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        lease = await fetch()
+        took = loop.time() - started
+        self._fetch_time = took if self._fetch_time is None else 0.8 * self._fetch_time + 0.2 * took
+        return lease
+
+    def _wait_bound(self) -> float:
+        """How long to wait for another process's fetch: about what fetching ourselves
+        would take (a few typical fetches), never more than the configured bound."""
+        if self._fetch_time is None:
+            return self._wait
+        return min(self._wait, max(_MIN_WAIT, _WAIT_FETCHES * self._fetch_time))
 
     async def company_refused(self, key: str, token: str) -> None:
         if self._app is None:
@@ -479,16 +550,10 @@ class RedisTokenStore:
             # that a Redis that comes back is not met by one stale connection after another.
             self._background(lambda: self._redis.connection_pool.disconnect())
 
-    async def _read_lease(self, lease_key: str) -> TokenLease | None:
-        raw = await self._op("read", lambda: self._redis.get(lease_key))
-        if not raw or raw[_FP_LEN : _FP_LEN + 1] != b"|":
-            return None
+    def _open_lease(self, lease_key: str, raw: bytes) -> TokenLease | None:
+        """The lease in a stored value, or None if this store cannot read it."""
         plain = self._sealer.open(raw[_FP_LEN + _ISSUED_LEN + 2 :], lease_key)
         return None if plain is None else _lease_from(json.loads(plain))[1]
-
-    async def _share_lease(self, names: _Names, key: str, lease: TokenLease) -> None:
-        with contextlib.suppress(_Unavailable):
-            await self._op("write", lambda: self._write_leases(names, [(key, lease)]))
 
     async def _write_pending(self) -> None:
         """Write and publish leases `put` handed over, in batches, until none are left."""
@@ -505,8 +570,14 @@ class RedisTokenStore:
                 self.stats.writes_dropped += len(batch) + len(self._pending)
                 self._pending.clear()
 
-    async def _write_leases(self, names: _Names, leases: list[tuple[str, TokenLease]]) -> None:
-        """Store each lease (unless Redis has a newer one; expiring with it) and publish it."""
+    async def _write_leases(
+        self,
+        names: _Names,
+        leases: list[tuple[str, TokenLease]],
+        unlock: tuple[str, str] | None = None,
+    ) -> None:
+        """Store each lease (unless Redis has a newer one; expiring with it), publish it,
+        and let go of the lock `unlock` names (its key and our holder token)."""
         now = self._now()
         async with self._redis.pipeline(transaction=False) as pipe:
             for key, lease in leases:
@@ -528,6 +599,9 @@ class RedisTokenStore:
                     keys=[lease_key], args=[value, issued, ttl_ms], client=pipe
                 )
                 pipe.publish(names.events, self._message(_LEASE_MSG, plain, names.events))
+            if unlock is not None:
+                lock, holder = unlock
+                await self._delete_if_prefix(keys=[lock], args=[holder.encode()], client=pipe)
             await pipe.execute()
         self.stats.shared += len(leases)
 
