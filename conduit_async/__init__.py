@@ -45,6 +45,7 @@ from .provision import (
 )
 from .resources.companies import CompanyView
 from .resources.workspaces import WorkspaceView
+from .stats import Stats
 from .tokens import InMemoryTokenStore, TokenBroker, TokenLease, TokenStore
 
 __version__ = "0.1.0"
@@ -84,6 +85,7 @@ __all__ = [
     "ResponseFormatError",
     "RetryPolicy",
     "ServerError",
+    "Stats",
     "TokenBroker",
     "TokenLease",
     "TokenStore",

@@ -105,8 +105,8 @@ class Session:
     trace_configs: list[aiohttp.TraceConfig] | None = None
     #: Values never to show in an error or log, whatever echoes them (the configured tokens).
     secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
-    #: Called with the seconds of a pause a 429 imposed, so other processes can share it.
-    on_pause: Callable[[float], object] | None = None
+    #: Told of every pause this session imposes (a shared token store publishes it).
+    on_pause: Callable[[float], None] | None = attrs.field(default=None, repr=False)
     #: Spans per call, when OpenTelemetry is on.
     telemetry: Telemetry | None = None
 
@@ -228,19 +228,21 @@ class Session:
         """Seconds left of a shared pause requested by a 429 (0 when not paused)."""
         return max(0.0, self._paused_until - self.clock()) if self._paused_until else 0.0
 
-    def pause(self, seconds: float, *, shared: bool = True) -> None:
-        """Hold every request of this session for `seconds`: a 429 slows all workers.
+    def pause(self, seconds: float) -> None:
+        """Hold every request of this session for `seconds`: a 429 slows all workers
+        (and, through `on_pause`, every process sharing the token store)."""
+        self.hold(seconds)
+        if self.on_pause is not None:
+            self.on_pause(seconds)
 
-        `shared`: also tell `on_pause` (other processes); False for a pause
-        that came from them.
-        """
+    def hold(self, seconds: float) -> None:
+        """Hold every request for `seconds` without telling `on_pause` (a pause another
+        process shared)."""
         until = self.clock() + seconds
         if until > self._paused_until:
             self._paused_until = until
             self.counts.pauses += 1
             self.counts.paused_seconds += seconds
-        if shared and self.on_pause is not None:
-            self.on_pause(seconds)
 
     async def _sleep(self, seconds: float, policy: RetryPolicy) -> None:
         """The policy's sleep, cut short by `close()` (which then raises `ClientClosedError`)."""

@@ -32,7 +32,9 @@ from .resources.companies import Companies, CompanyView
 from .resources.dashboards import Dashboards
 from .resources.workspaces import Workspaces, WorkspaceView
 from .routes import Reply, Route
-from .tokens import Clock, InMemoryTokenStore, TokenBroker, TokenLease, TokenStore
+from .stats import Stats
+from .stores import choose_token_store
+from .tokens import Clock, TokenBroker, TokenLease, TokenStore
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -135,8 +137,11 @@ class Conduit:
             fetch_company=self._fetch_company_lease,
             list_workspaces=self._list_workspaces,
             clock=self.clock,
-            store=token_store or InMemoryTokenStore(token_cache_size),
+            store=choose_token_store(token_store, token_cache_size),
             rng=random.Random(seed),
+        )
+        self.tokens.bind(
+            link_token=link_token, org_token=token, pause=self._session, request_timeout=timeout
         )
         self._bind()
         if self._session.telemetry is not None:
@@ -210,6 +215,29 @@ class Conduit:
     def paused_for(self) -> float:
         """Seconds left of the pause a 429 imposed on every request (0 when not paused)."""
         return self._session.paused_for
+
+    def stats(self) -> Stats:
+        """A snapshot of what this client has done: requests by endpoint and status,
+        retries by cause, 429 pauses, and the token broker's fetches, refreshes and
+        cache hits (see `Stats`)."""
+        counts = self._session.counts
+        requests: dict[str, dict[str, int]] = {}
+        for (endpoint, status), n in counts.requests.items():
+            requests.setdefault(endpoint, {})[str(status)] = n
+        broker = self.tokens.stats
+        return Stats(
+            requests=requests,
+            retries=dict(counts.retries),
+            pauses=counts.pauses,
+            paused_seconds=counts.paused_seconds,
+            token_fetches=broker.company_fetches,
+            background_refreshes=broker.background_refreshes,
+            refresh_failures=broker.refresh_failures,
+            workspace_lookups=broker.workspace_lookups,
+            cache_hits=broker.cache_hits,
+            cache_misses=broker.cache_misses,
+            fetches_in_flight=self.tokens.inflight,
+        )
 
     @property
     def requests_sent(self) -> int:

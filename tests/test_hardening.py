@@ -204,7 +204,9 @@ class EchoServer:
         target = lines[0].split(b" ")[1]
         auth = next(line for line in lines if line.lower().startswith(b"authorization:"))
         if target == b"/link/company/acme1/":
-            body = json.dumps(company_json("acme1", token=ECHO_COMPANY_TOKEN)).encode()
+            body = json.dumps(
+                company_json("acme1", token=ECHO_COMPANY_TOKEN, expires_at=time.time() + 600)
+            ).encode()
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
@@ -768,13 +770,6 @@ SHARED_FETCHES: dict[str, tuple[str, Callable[[Conduit], Awaitable[Any]]]] = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Conduit.close() cancels the broker's shared token fetch (TokenBroker.aclose); "
-    "every caller awaiting it through asyncio.shield gets that CancelledError (the session "
-    "maps only TransportError from Auth.token()), so their tasks end cancelled instead of "
-    "with ClientClosedError",
-)
 @pytest.mark.parametrize("caller", SHARED_FETCHES)
 async def test_waiters_on_a_shared_token_fetch_get_client_closed(
     fake: FakeConduit, clock: ManualClock, caller: str
@@ -901,11 +896,6 @@ async def test_a_duplicate_ext_id_is_created_when_explicitly_allowed(
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="lookups by an ext_id that two workspaces share are being made to raise "
-    "AmbiguousWorkspaceError on another branch; today the last one listed wins",
-)
 async def test_a_lookup_by_an_ext_id_two_workspaces_share_names_both(
     fake: FakeConduit, clock: ManualClock
 ) -> None:
@@ -983,12 +973,6 @@ async def test_max_wait_does_not_queue_behind_a_pause_longer_than_it(
     assert vt.sleeps == [30.0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Workspaces.create checks the ext_id against the cache (or one listing) and then "
-    "sends; two creates with one ext_id under way at once in one client both pass the check "
-    "and both POST: two workspaces with one ext_id, both calls report success",
-)
 async def test_two_concurrent_creates_with_one_ext_id_make_one_workspace(
     fake: FakeConduit, clock: ManualClock
 ) -> None:

@@ -15,8 +15,11 @@ from datetime import datetime, timezone
 import pytest
 
 from conduit_async import (
+    AmbiguousWorkspaceError,
     AuthenticationError,
+    ClientClosedError,
     InMemoryTokenStore,
+    ResponseFormatError,
     ServerError,
     TokenBroker,
     TokenLease,
@@ -24,7 +27,7 @@ from conduit_async import (
 )
 from conduit_async.models import ApiToken
 from conduit_async.testing import ManualClock
-from conduit_async.tokens import lease_for
+from conduit_async.tokens import InMemoryWorkspaceStore, lease_for
 
 TTL = 600.0
 
@@ -240,12 +243,31 @@ async def test_a_fetch_whose_callers_all_left_still_fills_the_cache(
     assert server.fetches == {"acme1": 1}
 
 
-async def test_close_cancels_fetches_under_way(broker: TokenBroker, server: StubServer) -> None:
+async def test_close_cancels_fetches_under_way_and_their_waiters_get_client_closed(
+    broker: TokenBroker, server: StubServer
+) -> None:
     server.gate = asyncio.Event()
-    caller = asyncio.create_task(broker.company_token("acme1"))
+    callers = [asyncio.create_task(broker.company_token("acme1")) for _ in range(5)]
+    callers.append(asyncio.create_task(broker.workspace(1, None)))
     await settle()
     await broker.aclose()
     assert broker.inflight == 0
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    assert all(isinstance(r, ClientClosedError) for r in results), results
+    # Nobody cancelled the callers: their tasks end with the error, not cancelled.
+    assert not any(task.cancelled() for task in callers)
+    with pytest.raises(ClientClosedError):
+        await broker.company_token("acme2")
+
+
+async def test_a_caller_cancelled_while_the_client_closes_stays_cancelled(
+    broker: TokenBroker, server: StubServer
+) -> None:
+    server.gate = asyncio.Event()
+    caller = asyncio.create_task(broker.company_token("acme1"))
+    await settle()
+    caller.cancel()
+    await broker.aclose()
     with pytest.raises(asyncio.CancelledError):
         await caller
 
@@ -354,6 +376,38 @@ async def test_past_the_hard_deadline_all_waiters_get_the_same_error(
     results = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(r is failure for r in results)
     assert server.fetches["acme1"] == 2
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "date_ahead"),
+    [(-30.0, None), (0.0, None), (600.0, 3600.0), (0.5, 0.0)],
+    ids=["expires_at-past", "expires_at-now", "date-far-ahead", "under-a-second"],
+)
+async def test_a_token_issued_already_expired_fails_every_waiter_and_is_not_kept(
+    broker: TokenBroker, server: StubServer, clock: ManualClock,
+    expires_in: float, date_ahead: float | None,
+) -> None:  # fmt: skip
+    async def fetch(key: str) -> TokenLease:
+        server.fetches[key] += 1
+        await server.gate.wait()  # type: ignore[union-attr]
+        now = clock()
+        date = None if date_ahead is None else now + date_ahead
+        return lease_for(api_token("dead-token", now + expires_in), sent_at=now, server_date=date)
+
+    broker.fetch_company = fetch
+    server.gate = asyncio.Event()
+    waiting = [asyncio.create_task(broker.company_token("acme1")) for _ in range(10)]
+    await settle()
+    server.gate.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, ResponseFormatError) for r in results)
+    assert "already expired" in str(results[0]) and "dead-token" not in str(results[0])
+    assert server.fetches["acme1"] == 1
+    assert broker.cached_company_token("acme1") is None
+    with pytest.raises(ResponseFormatError):
+        await broker.company_token("acme1")
+    assert server.fetches["acme1"] == 2  # one fetch per call, never a loop
+    assert broker.stats.dead_tokens == 2
 
 
 # -- refusals --------------------------------------------------------------------------
@@ -472,3 +526,52 @@ async def test_background_refreshes_are_capped_and_the_rest_start_later(
     assert all(server.fetches[cid] == 2 for cid in ids)
     assert broker.stats.background_refreshes == 10
     await broker.aclose()
+
+
+def test_workspace_store_is_a_bounded_lru_with_its_ext_id_index() -> None:
+    store = InMemoryWorkspaceStore(maxsize=2)
+    a, b, c = (Workspace(id=i, name=n, ext_id=n, token=f"t{i}") for i, n in enumerate("abc", 1))
+    for ws in (a, b):
+        store.put(ws)
+    assert store.get(1) is a  # a is now the most recently used
+    store.put(c)
+    assert store.get(2) is None and store.by_ext_id("b") is None  # evicted from the index too
+    assert store.by_ext_id("a") is a and store.by_ext_id("c") is c
+    assert len(store) == 2
+
+
+async def test_broker_workspace_cache_stays_within_its_bound(
+    clock: ManualClock, server: StubServer
+) -> None:
+    broker = TokenBroker(
+        fetch_company=server.fetch,
+        list_workspaces=server.list_workspaces,
+        clock=clock,
+        store=InMemoryTokenStore(maxsize=50),
+    )
+    broker.remember_workspaces(Workspace(id=i, name="W", token=f"t{i}") for i in range(1, 201))
+    assert broker.cached_workspace(200, None) is not None
+    assert broker.cached_workspace(1, None) is None
+    await broker.aclose()
+
+
+async def test_an_ext_id_two_cached_workspaces_share_is_ambiguous_until_one_goes(
+    broker: TokenBroker, server: StubServer
+) -> None:
+    server.workspaces = [
+        Workspace(id=7, name="A", ext_id="crm1", token="t7"),
+        Workspace(id=3, name="B", ext_id="crm1", token="t3"),
+    ]
+    for _ in range(2):
+        with pytest.raises(AmbiguousWorkspaceError) as caught:
+            await broker.workspace(None, "crm1")
+        assert caught.value.workspace_ids == (3, 7)
+        with pytest.raises(AmbiguousWorkspaceError):
+            broker.cached_workspace(None, "crm1")
+    assert server.listings == 1
+    broker.forget_workspace(7)
+    assert broker.cached_workspace(None, "crm1") == server.workspaces[1]
+    # A created workspace reusing an ext_id in use makes it ambiguous at once.
+    broker.remember_workspaces([Workspace(id=9, name="C", ext_id="crm1", token="t9")])
+    with pytest.raises(AmbiguousWorkspaceError, match="3, 9"):
+        broker.cached_workspace(None, "crm1")

@@ -14,8 +14,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from conduit_async import AuthenticationError, Conduit, NotFoundError, RetryPolicy
-from conduit_async.testing import FakeConduit, ManualClock
+from conduit_async import (
+    AmbiguousWorkspaceError,
+    AuthenticationError,
+    ClientClosedError,
+    Conduit,
+    NotFoundError,
+    ResponseFormatError,
+    RetryPolicy,
+)
+from conduit_async.testing import FakeConduit, Fault, ManualClock
 
 TTL = 600.0
 
@@ -214,3 +222,64 @@ async def test_tokens_never_reach_logs_reprs_or_errors(
     assert len(tokens) > 4
     for token in tokens:
         assert token not in captured
+
+
+async def test_a_token_issued_already_expired_is_never_sent_and_fails_the_call(
+    fake: FakeConduit, conduit: Conduit
+) -> None:
+    fake.token_ttl = 0.25  # less than the second lost to Date's rounding: dead on arrival
+    await conduit.companies.create("acme1")
+    issued = fake.stats.tokens_issued["acme1"]
+    for _ in range(20):
+        with pytest.raises(ResponseFormatError, match="already expired") as caught:
+            await conduit.company("acme1").integrations()
+        assert "response's Date" in str(caught.value)
+    # Concurrent callers share the one fetch and its error.
+    results = await asyncio.gather(
+        *(conduit.company("acme1").integrations() for _ in range(10)), return_exceptions=True
+    )
+    assert all(isinstance(r, ResponseFormatError) for r in results)
+    assert fake.stats.expired_token_requests == 0
+    assert fake.stats.count("GET /link/credentials/") == 0
+    assert issued + 20 <= fake.stats.tokens_issued["acme1"] <= issued + 21  # one fetch a call
+    assert conduit.tokens.stats.dead_tokens == fake.stats.tokens_issued["acme1"] - issued
+    for token in fake.issued_tokens():
+        assert token not in str(caught.value) and token not in repr(caught.value)
+    fake.token_ttl = TTL  # the server mends its ways: calls work again
+    assert await conduit.company("acme1").integrations() is not None
+
+
+async def test_closing_the_client_gives_token_waiters_client_closed_not_cancelled(
+    fake: FakeConduit, conduit: Conduit
+) -> None:
+    await conduit.companies.create("acme1")
+    conduit.tokens.store.discard("acme1", conduit.tokens.store.get("acme1").token)  # type: ignore[union-attr]
+    fake.faults.script("GET /link/company/{cid}/", [Fault.latency(30)])
+    callers = [asyncio.create_task(conduit.company("acme1").integrations()) for _ in range(5)]
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if fake.stats.count("GET /link/company/{cid}/") or conduit.tokens.inflight:
+            break
+    await conduit.close()
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    assert all(isinstance(r, ClientClosedError) for r in results), results
+    assert not any(task.cancelled() for task in callers)
+
+
+async def test_an_ext_id_shared_by_two_workspaces_is_ambiguous_for_every_lookup(
+    fake: FakeConduit, conduit: Conduit
+) -> None:
+    first = fake.add_workspace("A", ext_id="crm1")
+    second = fake.add_workspace("B", ext_id="crm1")
+    fake.add_workspace("C", ext_id="crm2")
+    for _ in range(2):  # cold (one listing), then from the cache: the same answer
+        with pytest.raises(AmbiguousWorkspaceError) as caught:
+            await conduit.workspace(ext_id="crm1").dashboards.list()
+        assert caught.value.workspace_ids == tuple(sorted((first.id, second.id)))
+        assert str(first.id) in str(caught.value) and str(second.id) in str(caught.value)
+    with pytest.raises(AmbiguousWorkspaceError):
+        await conduit.workspace(ext_id="crm1").get()
+    # By id each one is still reachable, and the other ext_id is not affected.
+    assert (await conduit.workspace(first.id).get()).name == "A"
+    assert (await conduit.workspace(ext_id="crm2").get()).name == "C"
+    assert fake.stats.count("GET /v2/workspaces/") == 1

@@ -139,6 +139,14 @@ def _add_globals(parser: argparse.ArgumentParser, *, inherited: bool) -> None:
         default=default(False),
         help="machine-readable output; errors as one JSON object on stderr",
     )
+    group.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        default=default(False),
+        help="end a bulk run with the client's counters: requests by endpoint and status, "
+        "retries by cause, 429 pauses, token fetches and cache hits",
+    )
 
 
 def _workspace_choice(parser: argparse.ArgumentParser) -> None:

@@ -32,6 +32,7 @@ from ..provision import BadRow, CompanyResult, WorkspaceResult
 from ..provision._keys import Duplicates
 from ..provision._pool import COMPANY_CONCURRENCY
 from ..provision._schema import SCHEMAS
+from ..stats import Stats
 from ._config import UsageError, make_client
 from ._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, report_error
 from ._progress import Progress, Tally, counted, make_progress
@@ -280,6 +281,8 @@ async def provision_command(args: argparse.Namespace) -> int:
     tally.finish()  # if the batch never began
     summary_to = sys.stderr if writer is not None and writer.to_stdout else sys.stdout
     _print_summary(args, tally, label, summary_to, interrupted=stop.requested)
+    if getattr(args, "verbose", False):
+        print_stats(conduit.stats(), summary_to, as_json=args.json)
     if stop.requested:
         hint = _resume_hint(args, out_path, tally)
         report_error("Interrupted", hint, as_json=args.json, prefix=False)
@@ -336,6 +339,26 @@ async def _run_batch(
     finally:
         tally.finish()
     progress.close(tally, complete=not stop.requested)
+
+
+def print_stats(stats: Stats, stream: TextIO, *, as_json: bool) -> None:
+    """The client's counters (`--verbose`): what it took to get the rows done."""
+    if as_json:
+        print(json.dumps({"stats": stats.to_dict()}), file=stream)
+        return
+    lines = [f"Requests sent: {stats.requests_sent}"]
+    for endpoint, by_status in sorted(stats.requests.items()):
+        counts = ", ".join(f"{status}: {n}" for status, n in sorted(by_status.items()))
+        lines.append(f"  {endpoint}  {counts}")
+    retries = ", ".join(f"{cause}: {n}" for cause, n in sorted(stats.retries.items()))
+    lines.append(f"Retries: {retries or 'none'}")
+    lines.append(f"429 pauses: {stats.pauses} ({stats.paused_seconds:.1f} s)")
+    lines.append(
+        f"Company tokens: {stats.token_fetches} fetched, {stats.cache_hits} cache hits, "
+        f"{stats.cache_misses} misses, {stats.background_refreshes} background refreshes "
+        f"({stats.refresh_failures} failed); workspace lookups: {stats.workspace_lookups}"
+    )
+    print("\n".join(lines), file=stream)
 
 
 def _print_summary(

@@ -57,8 +57,13 @@ class Workspaces:
             reply = await self._conduit.request(routes.CREATE_WORKSPACE, json=body)
             return self._remember(reply.value)
         body["ext_id"] = ext_id
-        before = await self._holders(ext_id, fresh=not allow_duplicate_ext_id)
-        if before and not allow_duplicate_ext_id:
+        # One create of an ext_id at a time in this client: the second then sees the first.
+        async with self._conduit.tokens.creating.hold(ext_id):
+            return await self._create(body, ext_id, allow_duplicate_ext_id)
+
+    async def _create(self, body: dict[str, Any], ext_id: str, allow_duplicate: bool) -> Workspace:
+        before = await self._holders(ext_id, fresh=not allow_duplicate)
+        if before and not allow_duplicate:
             ids = ", ".join(str(i) for i in sorted(before))
             raise ValidationError(
                 "ext_id",

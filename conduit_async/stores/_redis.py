@@ -1,0 +1,841 @@
+"""`RedisTokenStore`: one company-token cache for every worker process, on Redis.
+
+Two levels. L1 is this process's in-memory LRU (`InMemoryTokenStore`): every
+cache hit is served from it with no I/O. L2 is Redis, asked only on an L1
+miss, when a lease enters its refresh window, and on a refusal (401):
+
+- A lease in Redis with more life than ours is adopted, not fetched again.
+- Otherwise one process fetches for all: it takes a per-company lock
+  (`SET NX PX`, released only by its holder, by a Lua compare-and-delete),
+  fetches, writes the lease (expiring with it) and publishes it; the others
+  wait for that publication (at most a quarter of the request timeout) and
+  fetch for themselves if it does not come (holder died, Redis slow).
+- Every new lease is published; each process replaces its L1 copy at once,
+  so a server that revokes a company's older tokens on reissue causes no
+  storm of 401s.
+- A 401 drops the lease in Redis only if Redis still holds that token.
+- A 429's pause is published to every process of the same Link APP and
+  organization (the request path never waits on Redis for it).
+- Workspaces: one listing serves every process (the listing is kept in Redis,
+  sealed, for `snapshot_ttl`).
+
+Everything in Redis is sealed (AES-GCM, see `_seal`) and named by fingerprints.
+Redis being down is not an outage: every operation has a short timeout, a
+circuit breaker skips Redis while it is down, the broker carries on from L1
+and its own fetches, and Redis is used again when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+import attrs
+
+from ..errors import ConfigurationError
+from ..models import Workspace
+from ..tokens import DEFAULT_CACHE_SIZE, Clock, InMemoryTokenStore, Pausable, TokenLease
+from ..tokens._shared import LeaseFetch, WorkspaceListing
+from ._breaker import Breaker
+from ._seal import Sealer, fingerprint, parse_key
+
+__all__ = ["REDIS_EXTRA_HINT", "RedisStoreStats", "RedisTokenStore"]
+
+log = logging.getLogger("conduit_async.stores")
+
+T = TypeVar("T")
+
+REDIS_EXTRA_HINT = 'install the redis extra: pip install "conduit-async[redis]"'
+
+#: How long a process waits for another's fetch, as a fraction of the request timeout.
+WAIT_FRACTION = 0.25
+#: The wait when the client's request timeout is unknown.
+DEFAULT_WAIT = 5.0
+#: Once fetch times are known, a wait lasts this many typical fetches (at least _MIN_WAIT):
+#: no caller waits on another process much longer than its own fetch would take.
+_WAIT_FETCHES = 3.0
+_MIN_WAIT = 0.1
+#: While waiting for a publication, Redis is read again this often (seconds), in case
+#: the publication was missed (subscription down or not yet up).
+_POLL = 0.05
+_POLL_SUBSCRIBED = 0.5
+#: Connections to Redis per store (one of them is the subscription's).
+_CONNECTIONS = 8
+#: Leases written at once by the background writer.
+_BATCH = 200
+#: Pending background writes kept at most (the oldest are dropped past it).
+_MAX_PENDING = 50_000
+
+_FP_LEN = 24  # hex characters of a token fingerprint (fingerprint's digest_size * 2)
+_ISSUED_LEN = 16  # digits of issued_at in milliseconds, zero-padded
+
+# A lease is stored as "<token fingerprint>|<issued ms>|<sealed lease>": the prefix lets
+# Lua compare tokens and ages without ever seeing a token.
+_SET_IF_NEWER = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local issued = tonumber(string.sub(cur, 26, 41))
+  if issued and issued > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+# KEYS: lease, lock. ARGV: the issued ms to beat, the holder's token, the lock's lease (ms).
+_READ_OR_LOCK = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local issued = tonumber(string.sub(cur, 26, 41))
+  if issued and issued > tonumber(ARGV[1]) then return {1, cur} end
+end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {2, ''} end
+return {3, ''}
+"""
+_FOUND, _LOCKED = 1, 2
+_DELETE_IF_PREFIX = """
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, string.len(ARGV[1])) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+_LEASE_MSG = b"L"
+_PAUSE_MSG = b"P"
+_LISTED_MSG = b"W"
+_SENDER_LEN = 16
+
+
+class _Unavailable(Exception):
+    """Redis did not answer in time (or the breaker is open): carry on without it."""
+
+
+@attrs.define(eq=False)
+class RedisStoreStats:
+    """What the shared store did: how much it saved, and how Redis behaved."""
+
+    #: Leases taken from Redis or a publication instead of fetching.
+    adopted: int = 0
+    #: Leases this process fetched and shared (written and published).
+    shared: int = 0
+    #: Lease publications from other processes applied to this process's cache.
+    received: int = 0
+    #: Times this process waited for another's fetch.
+    waits: int = 0
+    #: Waits that ended without a lease (holder died, Redis slow): fetched ourselves.
+    wait_timeouts: int = 0
+    #: Workspace listings taken from Redis instead of listing.
+    workspace_listings_adopted: int = 0
+    pauses_shared: int = 0
+    pauses_received: int = 0
+    #: Redis operations that failed or timed out, and outages (runs of them).
+    errors: int = 0
+    outages: int = 0
+    #: Background writes dropped (Redis down, or too many pending).
+    writes_dropped: int = 0
+
+
+@attrs.frozen
+class _Names:
+    """Redis key and channel names of one Link APP or organization (fingerprints only)."""
+
+    base: str
+
+    def lease(self, company_fp: str) -> str:
+        return f"{self.base}:lease:{company_fp}"
+
+    def lock(self, what: str) -> str:
+        return f"{self.base}:lock:{what}"
+
+    @property
+    def events(self) -> str:
+        return f"{self.base}:events"
+
+    @property
+    def workspaces(self) -> str:
+        return f"{self.base}:workspaces"
+
+
+class RedisTokenStore:
+    """A `TokenStore` shared by every process that uses the same Redis and Link APP.
+
+    Build it with `RedisTokenStore.from_url("redis://host:6379/0", key=...)`,
+    or let every `Conduit()` build one from `CONDUIT_TOKEN_STORE_URL` and
+    `CONDUIT_TOKEN_STORE_KEY`. `key` is 32 bytes (urlsafe base64 text or raw
+    bytes) that encrypt everything stored; `encrypt=False` stores tokens in
+    clear and must be asked for. One store serves one `Conduit` (it is closed
+    with it). `op_timeout` bounds every Redis operation (seconds).
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        key: str | bytes | None = None,
+        encrypt: bool = True,
+        maxsize: int = DEFAULT_CACHE_SIZE,
+        op_timeout: float = 0.5,
+        snapshot_ttl: float = 600.0,
+        prefix: str = "conduit",
+        breaker: Breaker | None = None,
+    ) -> None:
+        if encrypt and key is None:
+            raise ConfigurationError(
+                "a Redis token store encrypts tokens: give it a key (CONDUIT_TOKEN_STORE_KEY, "
+                "32 bytes in urlsafe base64), or pass encrypt=False to store them in clear"
+            )
+        raw_key = parse_key(key) if key is not None else None
+        self._sealer = Sealer(raw_key if encrypt else None)
+        self._fp_key = raw_key
+        #: redis.asyncio.Redis (typed loosely: its stubs answer `X | Awaitable[X]`).
+        self._redis: Any = client
+        self._l1 = InMemoryTokenStore(maxsize)
+        self.op_timeout = op_timeout
+        self.snapshot_ttl = snapshot_ttl
+        self.prefix = prefix
+        self.stats = RedisStoreStats()
+        self._breaker = breaker or Breaker()
+        self._sender = secrets.token_hex(_SENDER_LEN // 2).encode()
+        self._set_if_newer = client.register_script(_SET_IF_NEWER)
+        self._delete_if_prefix = client.register_script(_DELETE_IF_PREFIX)
+        self._read_or_lock = client.register_script(_READ_OR_LOCK)
+        self._app: _Names | None = None
+        self._org: _Names | None = None
+        self._bound = False
+        self._clock: Clock | None = None
+        self._pause: Pausable | None = None
+        self._wait = DEFAULT_WAIT
+        self._fetch_time: float | None = None
+        self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._pending: dict[str, TokenLease] = {}
+        self._fetching: set[str] = set()
+        self._last_pause = b""
+        self._writer: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ws_version: bytes | None = None
+        self._closed = False
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        key: str | bytes | None = None,
+        encrypt: bool = True,
+        maxsize: int = DEFAULT_CACHE_SIZE,
+        op_timeout: float = 0.5,
+    ) -> RedisTokenStore:
+        """A store on the Redis at `url` (`redis://`, `rediss://` or `unix://`).
+
+        `ConfigurationError` if the redis extra is not installed, or the URL or key
+        is unusable (the URL, which may hold a password, is never echoed).
+        """
+        try:
+            from redis.asyncio import BlockingConnectionPool, Redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+        except ImportError:
+            raise ConfigurationError(
+                f"a Redis token store needs redis-py: {REDIS_EXTRA_HINT}"
+            ) from None
+        try:
+            # A few connections, shared: each operation holds one for a round trip, and
+            # opening dozens at once (a cold cache) costs more than queueing on a few.
+            pool = BlockingConnectionPool.from_url(
+                url,
+                max_connections=_CONNECTIONS,
+                timeout=op_timeout,
+                socket_timeout=op_timeout,
+                socket_connect_timeout=op_timeout,
+                # Our own timeouts and breaker decide; redis-py must not retry behind them.
+                retry=Retry(NoBackoff(), 0),
+            )
+            client = Redis.from_pool(pool)  # closing the client closes the pool
+        except ValueError:
+            raise ConfigurationError(
+                "the token store URL (CONDUIT_TOKEN_STORE_URL) is not a usable Redis URL: "
+                "expected redis://host:port/db, rediss://... or unix://..."
+            ) from None
+        return cls(client, key=key, encrypt=encrypt, maxsize=maxsize, op_timeout=op_timeout)
+
+    # -- TokenStore: the in-memory level, no I/O --------------------------------------
+
+    @property
+    def maxsize(self) -> int:
+        return self._l1.maxsize
+
+    def get(self, key: str) -> TokenLease | None:
+        return self._l1.get(key)
+
+    def put(self, key: str, lease: TokenLease) -> None:
+        """Keep `lease` here and share it (written and published in the background)."""
+        l1 = self._l1
+        if l1.get(key) is lease:
+            return  # came from Redis, or written there already
+        l1.put(key, lease)
+        if self._app is None or self._closed or key in self._fetching:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # outside any loop (a test seeding the cache): nothing to share with
+        if not self._breaker.allows():
+            self.stats.writes_dropped += 1
+            return
+        pending = self._pending
+        pending.pop(key, None)
+        pending[key] = lease
+        if len(pending) > _MAX_PENDING:
+            pending.pop(next(iter(pending)))
+            self.stats.writes_dropped += 1
+        if self._writer is None or self._writer.done():
+            self._writer = self._spawn(self._write_pending())
+        self._start_listening()
+
+    def discard(self, key: str, token: str) -> bool:
+        return self._l1.discard(key, token)
+
+    def __len__(self) -> int:
+        return len(self._l1)
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisTokenStore(size={len(self._l1)}, maxsize={self._l1.maxsize}, "
+            f"encrypted={self._sealer.encrypts}, redis_up={not self._breaker.down})"
+        )
+
+    # -- SharedTokenStore: what the broker asks on a miss --------------------------------
+
+    def bind(
+        self,
+        *,
+        link_token: str | None,
+        org_token: str | None,
+        clock: Clock,
+        pause: Pausable,
+        request_timeout: float | None = None,
+    ) -> None:
+        if self._bound:
+            raise ConfigurationError(
+                "this RedisTokenStore already serves a Conduit client; give each client its "
+                "own (RedisTokenStore.from_url(...))"
+            )
+        self._bound = True
+        key = self._fp_key
+        if link_token:
+            self._app = _Names(f"{self.prefix}:app:{fingerprint('link-app', link_token, key)}")
+        if org_token:
+            self._org = _Names(f"{self.prefix}:org:{fingerprint('organization', org_token, key)}")
+        self._clock = clock
+        self._pause = pause
+        pause.on_pause = self._share_pause
+        if request_timeout is not None:
+            self._wait = request_timeout * WAIT_FRACTION
+
+    async def obtain_company(
+        self, key: str, current: TokenLease | None, fetch: LeaseFetch
+    ) -> TokenLease:
+        names = self._app
+        if names is None or not self._breaker.allows():
+            return await fetch()
+        self._start_listening()
+        company = fingerprint("company", key, self._fp_key)
+        lease_key, lock = names.lease(company), names.lock(company)
+        holder = secrets.token_hex(8)
+        # Only a lease issued after ours has more life.
+        since = -1 if current is None else int(current.issued_at * 1000)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait_bound()
+        waiting = "c:" + key
+        waited = False
+        try:
+            while True:
+                waiter = self._waiter(waiting)
+                # One round trip: a newer lease, or the lock, or word that another has it.
+                read_or_lock = functools.partial(
+                    self._read_or_lock, keys=[lease_key, lock], args=[since, holder, self._lock_ms]
+                )
+                status, raw = await self._op("read", read_or_lock)
+                if status == _FOUND:
+                    lease = self._open_lease(lease_key, raw)
+                    if lease is not None and self._usable(lease, since):
+                        return self._adopt(key, lease)
+                    since = int(raw[_FP_LEN + 1 : _FP_LEN + 1 + _ISSUED_LEN])  # unusable: pass it
+                    continue
+                if status == _LOCKED:
+                    return await self._fetch_for_all(names, key, lease_key, lock, holder, fetch)
+                # Another process is fetching: wait for its publication (or poll, in case
+                # it is missed), and take the lock if it lets go without sharing anything.
+                left = deadline - loop.time()
+                if left <= 0:
+                    self.stats.wait_timeouts += 1
+                    break
+                if not waited:
+                    self.stats.waits += 1
+                    waited = True
+                # With the subscription up, a publication wakes us: Redis is asked again
+                # only now and then, in case it was missed.
+                poll = _POLL_SUBSCRIBED if self._listening else _POLL
+                await asyncio.wait((waiter,), timeout=min(poll, left))
+                published = self._l1.get(key)  # a publication lands here
+                if published is not None and self._usable(published, since):
+                    self.stats.adopted += 1
+                    return published
+        except _Unavailable:
+            pass
+        finally:
+            self._waiters.pop(waiting, None)
+        return await self._timed(fetch)
+
+    def _usable(self, lease: TokenLease, since: int) -> bool:
+        """Issued after the lease we have (`since`, ms) and still before its hard deadline."""
+        return int(lease.issued_at * 1000) > since and self._now() < lease.hard_at
+
+    async def _fetch_for_all(
+        self, names: _Names, key: str, lease_key: str, lock: str, holder: str, fetch: LeaseFetch
+    ) -> TokenLease:
+        """Holding the lock: fetch, then store, publish and unlock in one round trip."""
+        self._fetching.add(key)  # `put` leaves the sharing of this one to us
+        try:
+            lease = await self._timed(fetch)
+        except BaseException:
+            self._background(lambda: self._release(lock, holder))
+            raise
+        finally:
+            self._fetching.discard(key)
+        self._l1_newer(key, lease)
+        try:
+            await self._op(
+                "write", lambda: self._write_leases(names, [(key, lease)], unlock=(lock, holder))
+            )
+        except _Unavailable:
+            # Let the others fetch for themselves now rather than when the lock runs out.
+            self._background(lambda: self._release(lock, holder))
+        return lease
+
+    async def _timed(self, fetch: LeaseFetch) -> TokenLease:
+        """`fetch()`, keeping a moving average of how long fetches take here."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        lease = await fetch()
+        took = loop.time() - started
+        self._fetch_time = took if self._fetch_time is None else 0.8 * self._fetch_time + 0.2 * took
+        return lease
+
+    def _wait_bound(self) -> float:
+        """How long to wait for another process's fetch: about what fetching ourselves
+        would take (a few typical fetches), never more than the configured bound."""
+        if self._fetch_time is None:
+            return self._wait
+        return min(self._wait, max(_MIN_WAIT, _WAIT_FETCHES * self._fetch_time))
+
+    async def company_refused(self, key: str, token: str) -> None:
+        if self._app is None:
+            return
+        lease_key = self._app.lease(fingerprint("company", key, self._fp_key))
+        prefix = fingerprint("token", token, self._fp_key).encode() + b"|"
+        await self._op_quiet(
+            "discard", lambda: self._delete_if_prefix(keys=[lease_key], args=[prefix])
+        )
+
+    async def obtain_workspaces(
+        self, wanted: Callable[[Sequence[Workspace]], bool], listing: WorkspaceListing
+    ) -> Sequence[Workspace] | None:
+        names = self._org
+        if names is None or not self._breaker.allows():
+            await listing()
+            return None
+        self._start_listening()
+
+        async def snapshot() -> list[Workspace] | None:
+            found = await self._read_snapshot(names)
+            return found if found is not None and wanted(found) else None
+
+        try:
+            found = await snapshot()
+            if found is not None:
+                self.stats.workspace_listings_adopted += 1
+                return found
+            waiter = self._waiter("workspaces")
+            lock = names.lock("workspaces")
+            holder = await self._lock(lock)
+            if holder is not None:
+                try:
+                    found = await snapshot()
+                    if found is not None:
+                        self.stats.workspace_listings_adopted += 1
+                        return found
+                    listed = await listing()
+                    await self._share_snapshot(names, listed)
+                    return None
+                finally:
+                    self._background(lambda: self._release(lock, holder))
+            self.stats.waits += 1
+            found = await self._wait_for(waiter, snapshot, lock)
+            if found is not None:
+                self.stats.workspace_listings_adopted += 1
+                return found
+            self.stats.wait_timeouts += 1
+        except _Unavailable:
+            pass
+        finally:
+            self._waiters.pop("workspaces", None)
+        await listing()
+        return None
+
+    def workspaces_changed(self, refused_token: str | None) -> None:
+        version, self._ws_version = self._ws_version, None
+        if self._org is None or version is None or self._closed:
+            return
+        key = self._org.workspaces
+        self._background(
+            lambda: self._op_quiet(
+                "drop listing", lambda: self._delete_if_prefix(keys=[key], args=[version + b"|"])
+            )
+        )
+
+    async def aclose(self) -> None:
+        """Stop listening and writing, and close the Redis connections."""
+        self._closed = True
+        tasks = [t for t in (self._listener, self._writer, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        try:
+            await self._redis.aclose()
+        except Exception:  # closing a broken connection must not fail close()
+            log.debug("closing the Redis connection failed", exc_info=True)
+
+    # -- Redis operations ------------------------------------------------------------
+
+    @property
+    def _lock_ms(self) -> int:
+        return max(1, int(self._wait * 1000))
+
+    def _now(self) -> float:
+        assert self._clock is not None, "bind() first"
+        return self._clock()
+
+    async def _op(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()` within the timeout; `_Unavailable` if it fails or the breaker is open."""
+        breaker = self._breaker
+        if not breaker.allows():
+            raise _Unavailable
+        try:
+            result = await asyncio.wait_for(call(), self.op_timeout)
+        except _redis_errors() as exc:
+            self._failed(what, exc)
+            raise _Unavailable from None
+        breaker.succeeded()
+        return result
+
+    async def _op_quiet(self, what: str, call: Callable[[], Awaitable[Any]]) -> None:
+        with contextlib.suppress(_Unavailable):
+            await self._op(what, call)
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.stats.errors += 1
+        if self._breaker.failed(what, exc):
+            self.stats.outages += 1
+            # Every pooled connection is likely as dead as this one: drop them all now, so
+            # that a Redis that comes back is not met by one stale connection after another.
+            self._background(lambda: self._redis.connection_pool.disconnect())
+
+    def _open_lease(self, lease_key: str, raw: bytes) -> TokenLease | None:
+        """The lease in a stored value, or None if this store cannot read it."""
+        plain = self._sealer.open(raw[_FP_LEN + _ISSUED_LEN + 2 :], lease_key)
+        return None if plain is None else _lease_from(json.loads(plain))[1]
+
+    async def _write_pending(self) -> None:
+        """Write and publish leases `put` handed over, in batches, until none are left."""
+        names = self._app
+        assert names is not None
+        while self._pending and not self._closed:
+            batch: list[tuple[str, TokenLease]] = []
+            while self._pending and len(batch) < _BATCH:
+                key = next(iter(self._pending))
+                batch.append((key, self._pending.pop(key)))
+            try:
+                await self._op("write", functools.partial(self._write_leases, names, batch))
+            except _Unavailable:
+                self.stats.writes_dropped += len(batch) + len(self._pending)
+                self._pending.clear()
+
+    async def _write_leases(
+        self,
+        names: _Names,
+        leases: list[tuple[str, TokenLease]],
+        unlock: tuple[str, str] | None = None,
+    ) -> None:
+        """Store each lease (unless Redis has a newer one; expiring with it), publish it,
+        and let go of the lock `unlock` names (its key and our holder token)."""
+        now = self._now()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, lease in leases:
+                ttl_ms = int((lease.expires_at - now) * 1000)
+                if ttl_ms <= 0:
+                    continue
+                lease_key = names.lease(fingerprint("company", key, self._fp_key))
+                fp = fingerprint("token", lease.token, self._fp_key).encode()
+                issued = int(lease.issued_at * 1000)
+                plain = _lease_json(key, lease)
+                value = b"|".join(
+                    (
+                        fp,
+                        str(issued).zfill(_ISSUED_LEN).encode(),
+                        self._sealer.seal(plain, lease_key),
+                    )
+                )
+                await self._set_if_newer(
+                    keys=[lease_key], args=[value, issued, ttl_ms], client=pipe
+                )
+                pipe.publish(names.events, self._message(_LEASE_MSG, plain, names.events))
+            if unlock is not None:
+                lock, holder = unlock
+                await self._delete_if_prefix(keys=[lock], args=[holder.encode()], client=pipe)
+            await pipe.execute()
+        self.stats.shared += len(leases)
+
+    async def _read_snapshot(self, names: _Names) -> list[Workspace] | None:
+        raw = await self._op("read", lambda: self._redis.get(names.workspaces))
+        if not raw or b"|" not in raw[:17]:
+            return None
+        version, sealed = raw[:16], raw[17:]
+        plain = self._sealer.open(sealed, names.workspaces)
+        if plain is None:
+            return None
+        self._ws_version = version
+        return [
+            Workspace(id=ws_id, name=name, token=token, ext_id=ext_id)
+            for ws_id, name, token, ext_id in json.loads(plain)
+        ]
+
+    async def _share_snapshot(self, names: _Names, listed: Sequence[Workspace]) -> None:
+        version = secrets.token_hex(8).encode()
+        plain = json.dumps([[ws.id, ws.name, ws.token, ws.ext_id] for ws in listed]).encode()
+        value = version + b"|" + self._sealer.seal(plain, names.workspaces)
+        message = self._sender_prefix(_LISTED_MSG)
+
+        async def write() -> None:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(names.workspaces, value, px=int(self.snapshot_ttl * 1000))
+                pipe.publish(names.events, message)
+                await pipe.execute()
+
+        await self._op_quiet("write listing", write)
+        self._ws_version = version
+
+    async def _lock(self, lock: str) -> str | None:
+        """Take `lock` for a short lease; the holder's token, or None if another has it."""
+        holder = secrets.token_hex(8)
+        taken = await self._op(
+            "lock", lambda: self._redis.set(lock, holder, nx=True, px=self._lock_ms)
+        )
+        return holder if taken else None
+
+    async def _release(self, lock: str, holder: str) -> None:
+        await self._op_quiet(
+            "unlock", lambda: self._delete_if_prefix(keys=[lock], args=[holder.encode()])
+        )
+
+    # -- waiting for another process ---------------------------------------------------
+
+    def _waiter(self, name: str) -> asyncio.Future[None]:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters[name] = waiter
+        return waiter
+
+    async def _wait_for(
+        self, waiter: asyncio.Future[None], check: Callable[[], Awaitable[T | None]], lock: str
+    ) -> T | None:
+        """`check()` each time a publication wakes us or `_POLL` passes, until it finds
+        something, the holder lets go of `lock` without sharing anything (it failed), or
+        the wait is over (it died, or Redis is slow)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            await asyncio.wait((waiter,), timeout=min(_POLL, left))
+            found = await check()
+            if found is not None:
+                return found
+            if not await self._op("poll", lambda: self._redis.exists(lock)):
+                return None
+
+    def _adopt(self, key: str, lease: TokenLease) -> TokenLease:
+        self.stats.adopted += 1
+        return self._l1_newer(key, lease)
+
+    def _l1_newer(self, key: str, lease: TokenLease) -> TokenLease:
+        current = self._l1.get(key)
+        if current is None or lease.issued_at >= current.issued_at:
+            self._l1.put(key, lease)
+            return lease
+        return current
+
+    # -- publications -----------------------------------------------------------------
+
+    def _sender_prefix(self, kind: bytes) -> bytes:
+        return kind + self._sender
+
+    def _message(self, kind: bytes, plain: bytes, channel: str) -> bytes:
+        return self._sender_prefix(kind) + self._sealer.seal(plain, channel)
+
+    def _share_pause(self, seconds: float) -> None:
+        if self._closed or not self._breaker.allows():
+            return
+        channels = self._channels
+        # One id for the copies on both channels: a process on both counts it once.
+        pause_id = secrets.token_hex(4).encode()
+        message = self._sender_prefix(_PAUSE_MSG) + pause_id + repr(float(seconds)).encode()
+
+        async def publish() -> None:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for channel in channels:
+                    pipe.publish(channel, message)
+                await pipe.execute()
+
+        self._background(lambda: self._op_quiet("share pause", publish))
+        self.stats.pauses_shared += 1
+
+    def _start_listening(self) -> None:
+        if self._listener is None and not self._closed and self._channels:
+            self._listener = self._spawn(self._listen())
+
+    @property
+    def _channels(self) -> list[str]:
+        return [n.events for n in (self._app, self._org) if n is not None]
+
+    async def _listen(self) -> None:
+        """Apply other processes' publications; reconnect by itself after any failure."""
+        channels = self._channels
+        while not self._closed:
+            wait = self._breaker.retry_in()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            pubsub = self._redis.pubsub()
+            try:
+                await asyncio.wait_for(pubsub.subscribe(*channels), self.op_timeout)
+                self._breaker.succeeded()
+                self._listening = True
+                idle = 0.0
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is None:
+                        idle += 1.0
+                        if idle >= 5.0:  # a silent dead connection shows on a ping
+                            await asyncio.wait_for(pubsub.ping(), self.op_timeout)
+                            idle = 0.0
+                        continue
+                    idle = 0.0
+                    if message.get("type") == "message":
+                        self._received(message["channel"].decode(), message["data"])
+            except _redis_errors() as exc:
+                self._failed("subscribe", exc)
+            finally:
+                self._listening = False
+                try:
+                    await pubsub.aclose()
+                except Exception:  # the connection is already broken
+                    log.debug("closing the Redis subscription failed", exc_info=True)
+
+    def _received(self, channel: str, data: bytes) -> None:
+        kind, sender, body = data[:1], data[1 : 1 + _SENDER_LEN], data[1 + _SENDER_LEN :]
+        if sender == self._sender:
+            return
+        if kind == _LEASE_MSG:
+            plain = self._sealer.open(body, channel)
+            if plain is None:
+                return
+            key, lease = _lease_from(json.loads(plain))
+            if self._l1.get(key) is not None or "c:" + key in self._waiters:
+                self._l1_newer(key, lease)
+                self.stats.received += 1
+            _wake(self._waiters.get("c:" + key))
+        elif kind == _PAUSE_MSG and self._pause is not None:
+            pause_id, text = body[:8], body[8:]
+            if pause_id == self._last_pause:
+                return
+            self._last_pause = pause_id
+            try:
+                seconds = float(text)
+            except ValueError:
+                return
+            if 0 < seconds <= 3600:
+                self._pause.hold(seconds)
+                self.stats.pauses_received += 1
+        elif kind == _LISTED_MSG:
+            _wake(self._waiters.get("workspaces"))
+
+    # -- tasks ------------------------------------------------------------------------
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(work, name="conduit-token-store")
+
+    def _background(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `work()` without waiting for it (closing cancels it); nothing outside a loop."""
+        if self._closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(work(), name="conduit-token-store")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+def _lease_json(key: str, lease: TokenLease) -> bytes:
+    return json.dumps(
+        [
+            key,
+            lease.token,
+            lease.issued_at,
+            lease.soft_at,
+            lease.hard_at,
+            lease.expires_at,
+            lease.server_expires_at,
+            lease.server_date,
+        ]
+    ).encode()
+
+
+def _lease_from(fields: list[Any]) -> tuple[str, TokenLease]:
+    key, token, issued, soft, hard, expires, server_expires, server_date = fields
+    return key, TokenLease(
+        token=token,
+        issued_at=issued,
+        soft_at=soft,
+        hard_at=hard,
+        expires_at=expires,
+        server_expires_at=server_expires,
+        server_date=server_date,
+    )
+
+
+@functools.cache
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    # Looked up when first needed: importing conduit_async must not import redis-py
+    # (nor what it imports, OpenTelemetry among them) for users who never use Redis.
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:  # only a hand-made client without redis-py installed
+        return (OSError, asyncio.TimeoutError)
+    return (RedisError, OSError, asyncio.TimeoutError)
+
