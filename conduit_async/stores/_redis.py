@@ -43,6 +43,22 @@ from ..models import Workspace
 from ..tokens import DEFAULT_CACHE_SIZE, Clock, InMemoryTokenStore, Pausable, TokenLease
 from ..tokens._shared import LeaseFetch, WorkspaceListing
 from ._breaker import Breaker
+from ._layout import (
+    _DELETE_IF_PREFIX,
+    _FOUND,
+    _FP_LEN,
+    _ISSUED_LEN,
+    _LEASE_MSG,
+    _LISTED_MSG,
+    _LOCKED,
+    _PAUSE_MSG,
+    _READ_OR_LOCK,
+    _SENDER_LEN,
+    _SET_IF_NEWER,
+    _lease_from,
+    _lease_json,
+    _Names,
+)
 from ._seal import Sealer, fingerprint, parse_key
 
 __all__ = ["REDIS_EXTRA_HINT", "RedisStoreStats", "RedisTokenStore"]
@@ -72,43 +88,8 @@ _BATCH = 200
 #: Pending background writes kept at most (the oldest are dropped past it).
 _MAX_PENDING = 50_000
 
-_FP_LEN = 24  # hex characters of a token fingerprint (fingerprint's digest_size * 2)
-_ISSUED_LEN = 16  # digits of issued_at in milliseconds, zero-padded
-
-# A lease is stored as "<token fingerprint>|<issued ms>|<sealed lease>": the prefix lets
-# Lua compare tokens and ages without ever seeing a token.
-_SET_IF_NEWER = """
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local issued = tonumber(string.sub(cur, 26, 41))
-  if issued and issued > tonumber(ARGV[2]) then return 0 end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-return 1
-"""
-# KEYS: lease, lock. ARGV: the issued ms to beat, the holder's token, the lock's lease (ms).
-_READ_OR_LOCK = """
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local issued = tonumber(string.sub(cur, 26, 41))
-  if issued and issued > tonumber(ARGV[1]) then return {1, cur} end
-end
-if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {2, ''} end
-return {3, ''}
-"""
-_FOUND, _LOCKED = 1, 2
-_DELETE_IF_PREFIX = """
-local cur = redis.call('GET', KEYS[1])
-if cur and string.sub(cur, 1, string.len(ARGV[1])) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-_LEASE_MSG = b"L"
-_PAUSE_MSG = b"P"
-_LISTED_MSG = b"W"
-_SENDER_LEN = 16
+#: A read-or-lock waiting to be sent: its keys, its arguments, where its answer goes.
+_Queued = tuple[list[str], list[Any], "asyncio.Future[list[Any]]"]
 
 
 class _Unavailable(Exception):
@@ -138,27 +119,6 @@ class RedisStoreStats:
     outages: int = 0
     #: Background writes dropped (Redis down, or too many pending).
     writes_dropped: int = 0
-
-
-@attrs.frozen
-class _Names:
-    """Redis key and channel names of one Link APP or organization (fingerprints only)."""
-
-    base: str
-
-    def lease(self, company_fp: str) -> str:
-        return f"{self.base}:lease:{company_fp}"
-
-    def lock(self, what: str) -> str:
-        return f"{self.base}:lock:{what}"
-
-    @property
-    def events(self) -> str:
-        return f"{self.base}:events"
-
-    @property
-    def workspaces(self) -> str:
-        return f"{self.base}:workspaces"
 
 
 class RedisTokenStore:
@@ -214,6 +174,7 @@ class RedisTokenStore:
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self._pending: dict[str, TokenLease] = {}
         self._fetching: set[str] = set()
+        self._queued: list[_Queued] = []
         self._last_pause = b""
         self._writer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -352,7 +313,11 @@ class RedisTokenStore:
         # Only a lease issued after ours has more life.
         since = -1 if current is None else int(current.issued_at * 1000)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._wait_bound()
+        # A refresh ahead of time keeps no caller waiting (the current token is served
+        # meanwhile): it can wait the whole bound. A caller with no token left to send
+        # waits about as long as its own fetch would take.
+        ahead = current is not None and self._now() < current.hard_at
+        deadline = loop.time() + (self._wait if ahead else self._wait_bound())
         waiting = "c:" + key
         waited = False
         try:
@@ -360,7 +325,7 @@ class RedisTokenStore:
                 waiter = self._waiter(waiting)
                 # One round trip: a newer lease, or the lock, or word that another has it.
                 read_or_lock = functools.partial(
-                    self._read_or_lock, keys=[lease_key, lock], args=[since, holder, self._lock_ms]
+                    self._queue_read_or_lock, [lease_key, lock], [since, holder, self._lock_ms]
                 )
                 status, raw = await self._op("read", read_or_lock)
                 if status == _FOUND:
@@ -393,6 +358,43 @@ class RedisTokenStore:
         finally:
             self._waiters.pop(waiting, None)
         return await self._timed(fetch)
+
+    async def _queue_read_or_lock(self, keys: list[str], args: list[Any]) -> list[Any]:
+        """One read-or-lock; all those asked for in the same turn of the loop go to Redis
+        in one pipeline (a cold cache asks for hundreds at once)."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[list[Any]] = loop.create_future()
+        self._queued.append((keys, args, answer))
+        if len(self._queued) == 1:
+            loop.call_soon(self._send_queued)
+        return await answer
+
+    def _send_queued(self) -> None:
+        queued, self._queued = self._queued, []
+        if self._closed:
+            for *_, answer in queued:
+                answer.cancel()
+            return
+        self._background(lambda: self._read_or_lock_all(queued))
+
+    async def _read_or_lock_all(self, queued: list[_Queued]) -> None:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for keys, args, _ in queued:
+                    await self._read_or_lock(keys=keys, args=args, client=pipe)
+                answers = await pipe.execute()
+        except asyncio.CancelledError:
+            for *_, answer in queued:
+                answer.cancel()
+            raise
+        except Exception as exc:  # each caller's `_op` judges it
+            for *_, answer in queued:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        for (*_, answer), result in zip(queued, answers, strict=True):
+            if not answer.done():  # its caller may have timed out
+                answer.set_result(result)
 
     def _usable(self, lease: TokenLease, since: int) -> bool:
         """Issued after the lease we have (`since`, ms) and still before its hard deadline."""
@@ -799,34 +801,6 @@ class RedisTokenStore:
 def _wake(waiter: asyncio.Future[None] | None) -> None:
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
-
-
-def _lease_json(key: str, lease: TokenLease) -> bytes:
-    return json.dumps(
-        [
-            key,
-            lease.token,
-            lease.issued_at,
-            lease.soft_at,
-            lease.hard_at,
-            lease.expires_at,
-            lease.server_expires_at,
-            lease.server_date,
-        ]
-    ).encode()
-
-
-def _lease_from(fields: list[Any]) -> tuple[str, TokenLease]:
-    key, token, issued, soft, hard, expires, server_expires, server_date = fields
-    return key, TokenLease(
-        token=token,
-        issued_at=issued,
-        soft_at=soft,
-        hard_at=hard,
-        expires_at=expires,
-        server_expires_at=server_expires,
-        server_date=server_date,
-    )
 
 
 @functools.cache

@@ -1,0 +1,88 @@
+"""The shared store's pure parts, without a Redis: the circuit breaker and the sealing of
+values and names (what makes "nothing secret in Redis" true)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+
+import pytest
+
+from conduit_async import ConfigurationError
+
+pytest.importorskip("cryptography", reason='the redis extra: pip install -e ".[redis]"')
+
+from conduit_async.stores._breaker import Breaker
+from conduit_async.stores._seal import Sealer, fingerprint, parse_key
+
+KEY = base64.urlsafe_b64encode(bytes(range(32))).decode()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_breaker_opens_backs_off_doubling_to_a_cap_and_warns_once_per_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    breaker = Breaker(first_backoff=1.0, max_backoff=3.0, now=clock)
+    assert breaker.allows() and not breaker.down
+    assert breaker.failed("read", ConnectionError()) is True  # an outage starts
+    assert not breaker.allows() and breaker.retry_in() == 1.0
+    clock.now += 1.0
+    assert breaker.allows()  # half-open: one probe
+    assert breaker.failed("read", ConnectionError()) is False  # the same outage
+    assert breaker.retry_in() == 2.0
+    clock.now += 2.0
+    breaker.failed("read", ConnectionError())
+    assert breaker.retry_in() == 3.0  # capped
+    breaker.succeeded()
+    assert breaker.allows() and not breaker.down and breaker.retry_in() == 0.0
+    breaker.failed("write", TimeoutError())
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2  # one per outage, not one per failure
+    assert "back" in caplog.text
+
+
+def test_sealed_values_open_only_where_they_were_stored_and_only_with_the_key() -> None:
+    sealer = Sealer(parse_key(KEY))
+    sealed = sealer.seal(b"tok-SECRET", "conduit:app:x:lease:y")
+    assert b"tok-SECRET" not in sealed
+    assert sealer.open(sealed, "conduit:app:x:lease:y") == b"tok-SECRET"
+    assert sealer.open(sealed, "conduit:app:x:lease:z") is None  # moved to another key
+    assert sealer.open(sealed[:-1] + bytes([sealed[-1] ^ 1]), "conduit:app:x:lease:y") is None
+    other = Sealer(os.urandom(32))
+    assert other.open(sealed, "conduit:app:x:lease:y") is None
+    assert sealer.seal(b"a", "k") != sealer.seal(b"a", "k")  # a fresh nonce each time
+
+
+def test_plaintext_is_only_what_was_asked_for_and_never_mistaken_for_sealed() -> None:
+    plain, sealed = Sealer(None), Sealer(parse_key(KEY))
+    value = plain.seal(b"tok", "k")
+    assert plain.open(value, "k") == b"tok"
+    assert sealed.open(value, "k") is None  # an encrypting store ignores clear values
+    assert plain.open(sealed.seal(b"tok", "k"), "k") is None
+
+
+@pytest.mark.parametrize("key", ["", "short-SECRET", base64.urlsafe_b64encode(b"x" * 31).decode()])
+def test_a_bad_key_is_a_configuration_error_that_does_not_echo_it(key: str) -> None:
+    with pytest.raises(ConfigurationError, match="32 bytes") as caught:
+        parse_key(key)
+    if key:
+        assert key not in str(caught.value)
+
+
+def test_fingerprints_name_without_revealing_and_differ_by_key_and_kind() -> None:
+    key = parse_key(KEY)
+    a = fingerprint("link-app", "link-SECRET", key)
+    assert "SECRET" not in a and len(a) == 24
+    assert a == fingerprint("link-app", "link-SECRET", key)
+    assert a != fingerprint("organization", "link-SECRET", key)
+    assert a != fingerprint("link-app", "link-SECRET", os.urandom(32))
+    assert a != fingerprint("link-app", "link-SECRET2", key)
