@@ -23,12 +23,14 @@ alone. Skips are reported with the README line; an unmarked block that fails fai
 ``bash`` blocks
     Each line that starts with ``conduit-async`` (``\\`` continuations joined, ``#``
     comments dropped) is run in order, in a temporary directory holding the input files
-    the README describes (``SAMPLE_FILES``), against a fake server in its own process,
-    configured through the same four environment variables (what the block's ``export``
-    line stands for). Each must exit 0; a ``conduit-async fake-server`` line must start
-    serving and stop cleanly on SIGTERM. Other lines (the set-up commands at the top:
-    venv, ``pip install``; ``export``) are not run here: ``.ci/run`` runs the install
-    exactly as the README says.
+    the README describes (``SAMPLE_FILES``), against a fake server in its own process. The
+    environment has the fake's base URLs (``CONDUIT_BASE_URL``, ``CONDUIT_LINK_BASE_URL``:
+    the production defaults otherwise) and, for each ``export CONDUIT_...=...`` line of
+    the block, the fake's value of that token, and no other ``CONDUIT_`` variable: a
+    block that forgets a token it needs fails. Each command must exit 0; a
+    ``conduit-async fake-server`` line must start serving and stop cleanly on SIGTERM.
+    Other lines (the set-up commands at the top: venv, ``pip install``) are not run here:
+    ``.ci/run`` runs them exactly as the README says.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class Block:
 
 
 def readme_blocks() -> list[Block]:
+    """Every fenced block of README.md, in order."""
     blocks: list[Block] = []
     lines = README.read_text(encoding="utf-8").splitlines()
     i = 0
@@ -147,7 +150,10 @@ def skip_fragment(block: Block) -> None:
 
 def test_the_readme_has_examples_to_run() -> None:
     """The extraction itself works: a README whose fences stopped matching would
-    otherwise pass every test below by running nothing."""
+    otherwise pass every test below by running nothing. A block of another language
+    (``py``, ``console``...) would be silently skipped, so each new kind is a decision made
+    here; blocks without one (the token-window diagram) are text."""
+    assert {block.lang for block in BLOCKS} <= {"python", "bash", "toml", ""}
     assert len(blocks("python")) >= 4
     assert any(is_pytest_file(block) for block in blocks("python"))
     assert sum(defines_app(block) for block in blocks("python")) == 1
@@ -351,14 +357,16 @@ def test_bash_example_runs(block: Block, tmp_path: Path) -> None:
     for name, text in SAMPLE_FILES.items():
         (tmp_path / name).write_text(text)
     with fake_server_process() as server:
+        tokens = {"CONDUIT_TOKEN": server["org_token"], "CONDUIT_LINK_TOKEN": server["link_token"]}
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUIT_")}
         env.update(
-            CONDUIT_TOKEN=server["org_token"],
-            CONDUIT_LINK_TOKEN=server["link_token"],
             CONDUIT_BASE_URL=server["base_url"],
             CONDUIT_LINK_BASE_URL=server["link_base_url"],
             PYTHONWARNINGS="error",
         )
+        for name in re.findall(r"^export (CONDUIT_\w+)=", block.text, flags=re.MULTILINE):
+            assert name in tokens, f"README.md:{block.line}: no fake value for {name}"
+            env[name] = tokens[name]
         for command_block, args in bash_commands():
             if command_block == block:
                 run_command(args, cwd=tmp_path, env=env)

@@ -55,9 +55,10 @@ TIMEOUT = 0.5
 #: spends between taking its token and reaching the server: waiting for a pooled
 #: connection (up to the client's timeout) and any stall of the event loop, which the
 #: server shares and which a busy machine pauses for 0.3-0.5 s at a time. This soak once
-#: ran at 200x, where the margin was 0.3 s, less than TIMEOUT itself: loaded runs (load
-#: 5-10 on 2 cores) sent an expired token in 3 of 20 runs, on Python 3.10 and 3.11 alike.
-#: At 5x the margin is 12 s of real time, and `USE_ROUNDS` makes the token lifetimes pass.
+#: ran at 200x, where the margin was 0.3 s, less than TIMEOUT itself: on a loaded machine
+#: (load 3-14 on 2 cores) 10 of 40 runs sent an expired token (3 of 20 on Python 3.10,
+#: 7 of 20 on 3.11). At 5x the margin is 12 s of real time, and `USE_ROUNDS` makes the
+#: token lifetimes pass.
 SPEED = 5.0
 TOKEN_TTL = 600.0
 

@@ -47,10 +47,10 @@ def conduit_clock() -> ManualClock:
 
 
 def _pytest_asyncio_active(config: pytest.Config) -> bool:
-    """Whether pytest-asyncio is registered: by its entry point (named "asyncio") or by a
-    `pytest_plugins` line naming its module."""
+    """Whether pytest-asyncio's plugin module is registered, by its entry point (named
+    "asyncio", so `-p no:asyncio` keeps it out) or by a `pytest_plugins` line."""
     return any(
-        getattr(plugin, "__name__", "").partition(".")[0] == "pytest_asyncio"
+        getattr(plugin, "__name__", None) == "pytest_asyncio.plugin"
         for plugin in config.pluginmanager.get_plugins()
     )
 
