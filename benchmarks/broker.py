@@ -14,7 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .bulk import company_ids, connect, create_raw_aiohttp
+from .bulk import company_ids, connect
+from .raw import create_lean
 from .server import ServerInfo
 from .stats import median
 
@@ -70,7 +71,7 @@ async def run_broker(
         )
 
     ids = company_ids("COLD", cold_fill)
-    failed = await create_raw_aiohttp(info, ids, 64)
+    failed = await create_lean(info, ids, 64)
     if failed:
         raise RuntimeError(f"could not create the cold-fill companies ({failed} failed)")
     async with connect(info, token_cache_size=max(10_000, cold_fill)) as conduit:

@@ -1,35 +1,43 @@
-"""Bulk create: companies per second through ``companies.provision`` and two hand-written loops.
+"""Bulk create: companies per second through ``companies.provision`` and hand-written loops.
 
-The three contenders do the same work: ``POST {link}company/`` with ``{"id", "name"}``
-and the Link APP token for every row, at most ``concurrency`` at a time over one
-connection pool, and each reads and parses the JSON answer. Every run uses its own
-company ids, so nothing collides with an earlier run.
+Every contender does the same work: ``POST {link}company/`` with ``{"id", "name"}`` and
+the Link APP token for every row, at most ``concurrency`` at a time over one connection
+pool, and each reads and parses the JSON answer (see `benchmarks.raw`). The ratios are
+taken against the lean aiohttp loop; the task-per-row loop and httpx (with limits sized
+to the concurrency, and with its defaults) are references. httpx costs several times
+more CPU per request, so its contenders create fewer companies per round. Every run
+uses its own company ids, so nothing collides with an earlier run.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
-import aiohttp
 import attrs
 import httpx
 
 from conduit_async import CompanySpec, Conduit
 
+from .raw import (
+    create_httpx,
+    create_httpx_default_limits,
+    create_lean,
+    create_tasks,
+    httpx_connections,
+    sized_limits,
+)
 from .server import ServerInfo
 from .stats import median
 
 __all__ = [
     "CONTENDERS",
+    "LABELS",
     "BulkRun",
     "company_ids",
     "company_rows",
     "connect",
-    "create_raw_aiohttp",
-    "create_raw_httpx",
     "create_sdk",
     "run_bulk",
 ]
@@ -70,48 +78,23 @@ async def create_sdk(info: ServerInfo, ids: list[str], concurrency: int) -> int:
     return failed
 
 
-async def create_raw_aiohttp(info: ServerInfo, ids: list[str], concurrency: int) -> int:
-    """A hand-written aiohttp loop: one session, a semaphore, one task per company."""
-    url = info.link_base_url + "company/"
-    headers = {"Authorization": f"Bearer {info.link_token}"}
-    limit = asyncio.Semaphore(concurrency)
-    connector = aiohttp.TCPConnector(limit=max(64, concurrency), limit_per_host=0)
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
-
-        async def create(cid: str) -> bool:
-            async with limit, http.post(url, json={"id": cid, "name": f"Company {cid}"}) as resp:
-                data = await resp.json()
-                return resp.status == 200 and data["id"] == cid
-
-        results = await asyncio.gather(*(create(cid) for cid in ids))
-    return results.count(False)
-
-
-async def create_raw_httpx(info: ServerInfo, ids: list[str], concurrency: int) -> int:
-    """The same loop on ``httpx.AsyncClient``, its pool sized to the concurrency."""
-    url = info.link_base_url + "company/"
-    headers = {"Authorization": f"Bearer {info.link_token}"}
-    limit = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(
-        max_connections=max(64, concurrency), max_keepalive_connections=max(64, concurrency)
-    )
-    async with httpx.AsyncClient(limits=limits, headers=headers, timeout=30.0) as http:
-
-        async def create(cid: str) -> bool:
-            async with limit:
-                resp = await http.post(url, json={"id": cid, "name": f"Company {cid}"})
-                data = resp.json()
-                return resp.status_code == 200 and data["id"] == cid
-
-        results = await asyncio.gather(*(create(cid) for cid in ids))
-    return results.count(False)
-
-
 CONTENDERS: dict[str, Creator] = {
     "sdk": create_sdk,
-    "aiohttp": create_raw_aiohttp,
-    "httpx": create_raw_httpx,
+    "aiohttp": create_lean,
+    "aiohttp_tasks": create_tasks,
+    "httpx": create_httpx,
+    "httpx_default": create_httpx_default_limits,
 }
+#: How the table names each contender.
+LABELS = {
+    "sdk": "SDK provision",
+    "aiohttp": "raw aiohttp (lean loop)",
+    "aiohttp_tasks": "raw aiohttp (task per row)",
+    "httpx": "httpx (limits sized)",
+    "httpx_default": "httpx (default limits)",
+}
+#: Contenders that create fewer companies per round (rates are per second all the same).
+SLOW = frozenset({"httpx", "httpx_default"})
 
 
 @attrs.frozen
@@ -161,6 +144,7 @@ async def run_bulk(
     info: ServerInfo,
     *,
     companies: int,
+    slow_companies: int,
     rounds: int,
     concurrency: int,
     contenders: dict[str, Creator] | None = None,
@@ -169,17 +153,18 @@ async def run_bulk(
 ) -> dict[str, Any]:
     """Alternate the contenders (A B C A B C ...) for `rounds` rounds, after a warm-up.
 
-    Returns every run and, per contender, the median rate and client CPU; the ratios
-    are of medians.
+    Each creates `companies` per round (`slow_companies` for httpx). Returns every run
+    and, per contender, the median rate and client CPU; the ratios are of medians.
     """
     contenders = contenders or CONTENDERS
-    tags = {name: name[:3].upper() for name in contenders}
+    tags = {name: f"T{n}" for n, name in enumerate(contenders)}
     for name, creator in contenders.items():
         await timed(creator, info, name, 0, company_ids(f"W{tags[name]}", warmup), concurrency)
     runs: list[BulkRun] = []
     for round_no in range(1, rounds + 1):
         for name, creator in contenders.items():
-            ids = company_ids(f"B{round_no}{tags[name]}", companies)
+            count = slow_companies if name in SLOW else companies
+            ids = company_ids(f"B{round_no}{tags[name]}", count)
             run = await timed(creator, info, name, round_no, ids, concurrency)
             runs.append(run)
             server_busy = (
@@ -188,7 +173,7 @@ async def run_bulk(
                 else ""
             )
             log(
-                f"  bulk round {round_no} {name:8} {run.per_second:8.0f} companies/s "
+                f"  bulk round {round_no} {name:13} {run.per_second:8.0f} companies/s "
                 f"({run.cpu_us_per_company:.0f} µs client CPU each{server_busy}, "
                 f"{run.failed} failed)"
             )
@@ -200,8 +185,18 @@ async def run_bulk(
             "median_cpu_us_per_company": median([r.cpu_us_per_company for r in mine]),
             "failed": sum(r.failed for r in mine),
         }
+    connections: dict[str, Any] = {"requests": slow_companies, "concurrency": concurrency}
+    if "httpx" in contenders or "httpx_default" in contenders:
+        for name, limits in (("sized", sized_limits(concurrency)), ("default", httpx.Limits())):
+            ids = company_ids(f"H{name[0].upper()}", slow_companies)
+            opened = await httpx_connections(info, ids, concurrency, limits)
+            connections[name] = opened
+            connections[f"{name}_per_request"] = opened / slow_companies
+            log(f"  httpx, {name} limits: {opened} connections opened for {slow_companies} creates")
     return {
+        "httpx_connections": connections,
         "companies": companies,
+        "slow_companies": slow_companies,
         "rounds": rounds,
         "concurrency": concurrency,
         "runs": [r.as_dict() for r in runs],

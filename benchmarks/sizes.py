@@ -14,12 +14,23 @@ class Sizes:
     bulk_companies: int
     bulk_rounds: int
     bulk_concurrency: int
+    #: ... companies per round for the httpx contenders (several times costlier per request).
+    bulk_httpx_companies: int
     #: Per-call overhead: companies called round-robin, calls per contender per round
     #: at each concurrency, rounds (SDK and raw alternate).
     overhead_companies: int
     overhead_calls: int
     overhead_rounds: int
     overhead_concurrencies: tuple[int, ...]
+    #: Client CPU per request: requests per contender per turn, rounds (alternating).
+    cpu_calls: int
+    cpu_rounds: int
+    #: Instructions per request under callgrind: `n` (the runs make n and 3n requests).
+    instructions_count: int
+    #: Interactive calls with 1 % 429s: seconds per variant, handlers, companies.
+    interactive_seconds: float
+    interactive_concurrency: int
+    interactive_companies: int
     #: Token broker: cache-hit calls per timed repeat, repeats; companies in the cold fill.
     hit_calls: int
     hit_repeats: int
@@ -41,10 +52,17 @@ FULL = Sizes(
     bulk_companies=10_000,
     bulk_rounds=5,
     bulk_concurrency=64,
+    bulk_httpx_companies=500,
     overhead_companies=64,
     overhead_calls=2_000,
     overhead_rounds=8,
     overhead_concurrencies=(1, 64),
+    cpu_calls=300,
+    cpu_rounds=21,
+    instructions_count=200,
+    interactive_seconds=8.0,
+    interactive_concurrency=32,
+    interactive_companies=200,
     hit_calls=200_000,
     hit_repeats=7,
     cold_fill=10_000,
@@ -62,10 +80,17 @@ QUICK = Sizes(
     bulk_companies=1_000,
     bulk_rounds=2,
     bulk_concurrency=64,
+    bulk_httpx_companies=300,
     overhead_companies=64,
     overhead_calls=500,
     overhead_rounds=2,
     overhead_concurrencies=(1, 64),
+    cpu_calls=100,
+    cpu_rounds=3,
+    instructions_count=100,
+    interactive_seconds=3.0,
+    interactive_concurrency=32,
+    interactive_companies=100,
     hit_calls=200_000,
     hit_repeats=3,
     cold_fill=1_000,

@@ -1,0 +1,143 @@
+"""The benchmark harness itself: the raw baseline sends what the SDK sends, callgrind
+files are read right, and a quick run never replaces the committed full results."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import __main__ as bench_main  # noqa: E402
+from benchmarks.callgrind import function_costs, short_name  # noqa: E402
+from benchmarks.instructions import total_instructions  # noqa: E402
+from benchmarks.raw import create_one, raw_session  # noqa: E402
+from conduit_async import Conduit  # noqa: E402
+
+LINK_TOKEN = "link_secret_for_test"
+
+
+async def _recording_server(seen: list[tuple[dict[str, str], bytes]]) -> web.AppRunner:
+    """A Link API stand-in that records each create's headers and body."""
+
+    async def create(request: web.Request) -> web.Response:
+        body = await request.read()
+        seen.append((dict(request.headers), body))
+        cid = json.loads(body)["id"]
+        return web.json_response(
+            {
+                "id": cid,
+                "name": f"Company {cid}",
+                "created_at": "2023-03-15T12:34:56Z",
+                "link_page": {"url": None, "enabled": False},
+                "api_token": {"token": "ct_" + cid, "expires_at": int(time.time()) + 600},
+            }
+        )
+
+    app = web.Application()
+    app.router.add_post("/link/company/", create)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner
+
+
+# Headers aiohttp computes from the connection or the body, not chosen by the caller.
+_TRANSPORT = {"Host", "Content-Length", "Accept-Encoding", "Connection"}
+
+
+async def test_raw_create_sends_what_the_sdk_sends() -> None:
+    seen: list[tuple[dict[str, str], bytes]] = []
+    runner = await _recording_server(seen)
+    try:
+        port = runner.addresses[0][1]
+        link = f"http://127.0.0.1:{port}/link/"
+        async with Conduit("org_unused", LINK_TOKEN, link_base_url=link) as conduit:
+            await conduit.companies.create("ACME1", name="Company ACME1")
+        async with raw_session(8, LINK_TOKEN) as http:
+            assert await create_one(http, link + "company/", "ACME1")
+    finally:
+        await runner.cleanup()
+    (sdk_headers, sdk_body), (raw_headers, raw_body) = seen
+
+    def chosen(headers: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in headers.items() if k not in _TRANSPORT}
+
+    assert chosen(raw_headers) == chosen(sdk_headers)
+    assert raw_headers["Authorization"] == f"Bearer {LINK_TOKEN}"
+    assert raw_body == sdk_body
+
+
+def test_function_costs_reads_self_inclusive_names_and_trampolines(tmp_path: Path) -> None:
+    out = tmp_path / "callgrind.out"
+    out.write_text(
+        "# callgrind format\n"
+        "version: 1\n"
+        "pid: 42\n"
+        "events: Ir\n"
+        "summary: 175\n"
+        "\n"
+        "fl=(1) /src/a.c\n"
+        "fn=(1) main\n"
+        "10 5\n"
+        "cfn=(2) 0x0000000000001000\n"
+        "calls=1 20\n"
+        "11 120\n"
+        "+1 5\n"
+        "cfn=(3) helper'2\n"
+        "calls=2 30\n"
+        "* 40\n"
+        "\n"
+        "fn=(2)\n"
+        "20 100\n"
+        "cfn=(3)\n"
+        "calls=1 30\n"
+        "21 20\n"
+        "\n"
+        "fn=(3)\n"
+        "30 60\n"
+        "totals: 175\n",
+        encoding="utf-8",
+    )
+    costs = function_costs(out, {0x1000: "Session.request:/repo/conduit_async/_session.py"})
+    assert costs["main"] == (10, 170)
+    assert costs["Session.request:/repo/conduit_async/_session.py"] == (100, 120)
+    assert costs["helper"] == (60, 60)  # helper'2 (a recursion level) is helper
+    assert total_instructions(out) == 175
+    name = short_name("Session.request:/repo/conduit_async/_session.py", ("/repo",))
+    assert name == "Session.request (conduit_async/_session.py)"
+
+
+def test_total_instructions_refuses_a_file_without_counts(tmp_path: Path) -> None:
+    out = tmp_path / "callgrind.out"
+    out.write_text("# callgrind format\nevents: Ir\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no totals"):
+        total_instructions(out)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], bench_main.FULL_OUT),
+        (["--quick"], bench_main.QUICK_OUT),
+        (["instructions"], bench_main.QUICK_OUT),
+        (["--only", "bulk", "overhead"], bench_main.QUICK_OUT),
+        (["--quick", "--out", "/tmp/x.json"], Path("/tmp/x.json")),
+    ],
+)
+def test_only_a_full_run_of_everything_writes_the_committed_results(
+    argv: list[str], expected: Path
+) -> None:
+    assert bench_main.plan(argv)[2] == expected
+
+
+def test_unknown_benchmark_names_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        bench_main.plan(["bulky"])
+    assert "unknown benchmark bulky" in capsys.readouterr().err
