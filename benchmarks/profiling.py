@@ -29,6 +29,7 @@ import asyncio
 import cProfile
 import fnmatch
 import io
+import os
 import pstats
 import subprocess
 import sys
@@ -103,7 +104,7 @@ def _per_request(
             info,
             contender,
             count,
-            f"P{time.monotonic_ns() % 10**9}",
+            f"P{os.getpid()}{contender.replace('.', '')}",
             Path(tmp) / "callgrind.out",
             python=python,
             python_args=("-X", "perf") if trampolines else (),

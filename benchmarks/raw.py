@@ -8,8 +8,8 @@ and each one reads the whole body and parses the JSON answer.
 The baseline is the *lean* aiohttp loop (`create_lean`): a fixed set of long-lived
 workers pulling ids from one shared iterator, ``await session.request()``, read,
 ``release()``. `create_tasks` (a task per row behind a semaphore, what the benchmark
-compared against before) costs about a fifth more client CPU per company; it is kept
-as a second reference. The httpx loops show what the other popular client costs, with
+compared against before) costs about a third more client instructions per company; it
+is kept as a second reference. The httpx loops show what the other popular client costs, with
 its default connection limits and with limits sized to the concurrency.
 """
 
