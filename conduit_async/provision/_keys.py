@@ -118,7 +118,10 @@ class Duplicates:
 
     def check(self, key: str, line: int | None, row: int) -> ValidationError | None:
         """None the first time `key` is met; else the error for this row, naming the first."""
-        first = self._first.setdefault(key, -row if line is None else line)
+        # A line that is not a plain positive int (a caller's spec may hold anything) is
+        # not kept: the row is named by its number instead.
+        at = line if type(line) is int and 0 < line < 1 << 62 else -row
+        first = self._first.setdefault(key, at)
         if first is None:
             return None
         where = f"line {first}" if first > 0 else f"row {-first}"
