@@ -274,3 +274,12 @@ def test_a_failed_workspace_row_keeps_its_name(cli: Any, tmp_path: Path) -> None
     assert by_line[3]["outcome"] == "created"
     assert by_line[4]["name"] == "Twin 2"
     assert by_line[4]["error"]["message"] == "ext_id: duplicate of line 3"
+
+
+async def test_a_spec_with_a_strange_line_is_still_checked_for_duplicates(
+    conduit: Conduit,
+) -> None:
+    rows: list[Any] = [CompanySpec("odd1", line="7"), CompanySpec("ODD1", line=1 << 70)]  # type: ignore[arg-type]
+    results = [r async for r in conduit.companies.provision(rows, concurrency=1)]
+    assert [r.outcome for r in results] == ["created", "failed"]
+    assert str(results[1].error) == "id: duplicate of row 1"

@@ -86,10 +86,14 @@ class RowSource:
         self.header_lines = 0
         #: Rows read so far (bad ones too; blank lines are not rows).
         self.count = 0
-        if first is None:
-            raise UsageError(f"{self._name} is empty: nothing to provision")
-        if self.format == "csv":
-            self.columns = self._read_header()
+        try:
+            if first is None:
+                raise UsageError(f"{self._name} is empty: nothing to provision")
+            if self.format == "csv":
+                self.columns = self._read_header()
+        except UsageError:
+            self.close()  # the caller never gets the object to close
+            raise
 
     @property
     def _name(self) -> str:

@@ -159,15 +159,12 @@ class RowSchema(Generic[S]):
     managed: tuple[str, ...]
     _rules: Callable[[S], None]
     _identity: Callable[[str], str]
+    #: Every column, required first.
+    columns: tuple[str, ...] = attrs.field(init=False)
 
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """Every column, required first."""
-        return self.required + self.optional
-
-    @property
-    def optional(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.fields if f.name not in self.required)
+    @columns.default
+    def _columns(self) -> tuple[str, ...]:
+        return self.required + tuple(f.name for f in self.fields if f.name not in self.required)
 
     def identity(self, key: str) -> str:
         """A row's key as provisioning compares it (a company id lower-cased, as the API does)."""
