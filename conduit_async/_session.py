@@ -467,7 +467,20 @@ class Session:
                     status = resp.status
                     if status < 300 or status >= 400 or status not in _REDIRECTS:
                         if 200 <= status < 300:
-                            return status, resp.headers, await self._json(resp, route)
+                            if method == "DELETE":
+                                # A DELETE documents no body: whatever a 2xx carries is done.
+                                return status, resp.headers, None
+                            length = resp.content_length
+                            # The usual case is read here, with no coroutine of its own.
+                            if (
+                                length is not None
+                                and length <= self.max_response_bytes
+                                and _plain(resp)
+                            ):
+                                raw = await resp.read()
+                                return status, resp.headers, _decode(raw, route)
+                            raw = await self._read_limited(resp, route)
+                            return status, resp.headers, _decode(raw, route)
                         return status, resp.headers, await _excerpt(resp)
                     location = resp.headers.get("Location")
                     if not location:
@@ -515,34 +528,34 @@ class Session:
     def _scrub(self, text: str, token: str) -> str:
         return redact(_BEARER.sub(r"\1<redacted>", text), *self._secrets(token))
 
-    async def _json(self, resp: aiohttp.ClientResponse, route: Route[Any]) -> Any:
-        """The body, decoded, refusing to hold more than `max_response_bytes` in memory."""
-        if route.method == "DELETE":
-            return None
+    async def _read_limited(self, resp: aiohttp.ClientResponse, route: Route[Any]) -> bytes:
+        """The body, refusing to hold more than `max_response_bytes` in memory: a compressed
+        one is counted as it inflates (a 50 KB gzip can inflate to gigabytes)."""
         limit = self.max_response_bytes
         length = resp.content_length
         if length is not None and length > limit:
             raise ResponseFormatError(route.endpoint, f"body of {length} bytes is over {limit}")
-        if length is not None and _plain(resp):
-            raw = await resp.read()
-        else:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in resp.content.iter_chunked(1 << 16):
-                size += len(chunk)
-                if size > limit:
-                    raise ResponseFormatError(route.endpoint, f"body is over {limit} bytes")
-                chunks.append(chunk)
-            raw = b"".join(chunks)
-        if not raw.strip():
-            return None
-        try:
-            return _json.loads(raw)
-        except (ValueError, RecursionError):  # RecursionError: nested deeper than json decodes
-            # The body itself is left out: a truncated company response holds a token.
-            raise ResponseFormatError(
-                route.endpoint, f"body is not valid JSON ({len(raw)} bytes)"
-            ) from None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > limit:
+                raise ResponseFormatError(route.endpoint, f"body is over {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _decode(raw: bytes, route: Route[Any]) -> Any:
+    """A 2xx body as JSON (None when empty), or `ResponseFormatError`."""
+    if not raw.strip():
+        return None
+    try:
+        return _json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json decodes
+        # The body itself is left out: a truncated company response holds a token.
+        raise ResponseFormatError(
+            route.endpoint, f"body is not valid JSON ({len(raw)} bytes)"
+        ) from None
 
 
 def _follow(url: str, location: str, status: int, method: str) -> str:

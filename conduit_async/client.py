@@ -72,9 +72,10 @@ class Conduit:
     sleep. A base URL that is not HTTPS is refused unless its host is
     loopback or `allow_insecure=True`: the bearer token would travel in clear.
     `trace_configs` go to the aiohttp session the client makes. `telemetry`:
-    OpenTelemetry spans per call and counters of token fetches; by default on
-    when OpenTelemetry is installed (`pip install "conduit-async[otel]"`);
-    spans go to `tracer_provider`, or the global one.
+    OpenTelemetry spans per call and counters of token fetches (`pip install
+    "conduit-async[otel]"`); by default on when the application has set a
+    global tracer provider before creating the client; spans go to
+    `tracer_provider` when given.
 
     A client belongs to one event loop at a time. One made at module level
     and used in `asyncio.run(...)` is cleaned up when that loop ends, and

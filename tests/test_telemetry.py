@@ -109,3 +109,15 @@ def test_nothing_is_imported_without_telemetry() -> None:
         "asyncio.run(c.close())\n"
     )
     subprocess.run([sys.executable, "-W", "error", "-c", code], check=True)
+
+
+async def test_no_spans_are_made_for_nobody() -> None:
+    # OpenTelemetry installed but no tracer provider set: telemetry stays off by default
+    # (a dropped span still costs a share of every request), on when asked.
+    from opentelemetry import trace
+
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        pytest.skip("a global tracer provider is set in this process")
+    async with Conduit("t", "l") as quiet, Conduit("t", "l", telemetry=True) as asked:
+        assert quiet._session.telemetry is None
+        assert asked._session.telemetry is not None

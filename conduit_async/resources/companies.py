@@ -124,9 +124,22 @@ class Companies:
         `failed` results carrying the typed `ConduitError`; transient failures
         that outlive the session's retries get `retries` more row-level tries.
         Only a problem no row can escape (a missing or refused Link APP token,
-        a closed client) is raised. A 429 pauses every worker. Stopping early
-        (`break`, `aclose()`, cancellation) cancels the workers and waits for
-        them. Keep `concurrency` at or below the client's `max_connections`.
+        a closed client) is raised. A 429 pauses every worker.
+
+        A second row with the same id (ids compare without regard to case) is
+        not applied: it fails with `ValidationError("id", "duplicate of line
+        N")` ("row N" for rows without a line), so which row wins never
+        depends on timing.
+
+        To stop early, close the generator: `async with
+        contextlib.aclosing(conduit.companies.provision(rows)) as results:`
+        and `break` inside it. Closing it, or cancelling the task that
+        iterates it, stops the workers at once: the rows in flight are
+        cancelled and waited for (a row cancelled in flight may already have
+        been applied; a rerun reports it `unchanged`). A bare `break` leaves
+        the generator open while it is referenced: up to `concurrency` rows in
+        flight finish unreported until it is garbage-collected. Keep
+        `concurrency` at or below the client's `max_connections`.
         """
         from ..provision import provision_companies  # provision builds on this module
 

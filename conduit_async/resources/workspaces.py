@@ -117,7 +117,8 @@ class Workspaces:
         workspace (and into an existing one that lacks a copy of that name:
         `updated`), and the result's `share_urls` maps each template id to
         the share URL of its copy, fetched with the workspace's own token.
-        Failures, retries, back-pressure and cleanup are as for
+        A second row with the same `ext_id` fails as a duplicate. Failures,
+        retries, back-pressure, duplicates and stopping early are as for
         `Companies.provision`; an unknown template id is raised at once.
         """
         from ..provision import provision_workspaces  # provision builds on this module

@@ -812,4 +812,3 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # only a hand-made client without redis-py installed
         return (OSError, asyncio.TimeoutError)
     return (RedisError, OSError, asyncio.TimeoutError)
-
