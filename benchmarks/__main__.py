@@ -33,6 +33,7 @@ from .interactive import run_interactive
 from .memory import run_memory
 from .overhead import run_overhead
 from .report import Report, Target, UsageMeter, machine, write_json
+from .scaleout import FULL_SCALEOUT, QUICK_SCALEOUT, report_scaleout, run_scaleout
 from .server import FakeServer, ServerInfo
 from .sizes import FULL, QUICK, Sizes
 from .stats import median
@@ -46,6 +47,7 @@ BENCHMARKS = (
     "interactive",
     "expiry",
     "memory",
+    "scaleout",
 )
 RESULTS = Path(__file__).resolve().parent / "results"
 #: The committed results of the last full run, which the README's table is built from.
@@ -321,6 +323,14 @@ def bench_expiry(sizes: Sizes, report: Report) -> dict[str, Any]:
     return result
 
 
+def bench_scaleout(sizes: Sizes, report: Report) -> dict[str, Any]:
+    """Many worker processes, with and without the shared Redis token store."""
+    size = QUICK_SCALEOUT if sizes is QUICK else FULL_SCALEOUT
+    result = run_scaleout(size, log=log)
+    report_scaleout(result, report)
+    return result
+
+
 def bench_memory(info: ServerInfo, sizes: Sizes, report: Report) -> dict[str, Any]:
     result = run_memory(
         info,
@@ -372,6 +382,7 @@ def run(sizes: Sizes, only: tuple[str, ...], report: Report) -> dict[str, Any]:
     if "memory" in only:
         with FakeServer() as info:
             step("memory", lambda: bench_memory(info, sizes, report))
+    step("scaleout", lambda: bench_scaleout(sizes, report))
     results["seconds"] = timings
     return results
 

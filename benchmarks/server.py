@@ -18,5 +18,7 @@ class FakeServer(FakeServerProcess):
     """``with FakeServer(token_ttl=600) as info:`` runs a fake server for the block, in
     fast mode unless told otherwise."""
 
-    def __init__(self, *, token_ttl: float = 600.0, fast: bool = True) -> None:
-        super().__init__(token_ttl=token_ttl, fast=fast)
+    def __init__(
+        self, *, token_ttl: float = 600.0, fast: bool = True, revoke_on_reissue: bool = False
+    ) -> None:
+        super().__init__(token_ttl=token_ttl, fast=fast, revoke_on_reissue=revoke_on_reissue)
