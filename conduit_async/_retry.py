@@ -66,7 +66,9 @@ class RetryPolicy:
     `max_wait` bounds the seconds one call may spend waiting (backoff, a
     429's pause) before it gives up with the last error, e.g. a
     `RateLimitError` carrying `retry_after`: right for a request a person is
-    waiting on, where failing fast beats sleeping. None: no bound.
+    waiting on, where failing fast beats sleeping. Such a call does not
+    queue behind a pause longer than its budget that another call's 429
+    imposed: it is sent at once. None: no bound.
 
     `settle_delay` is how long a create that timed out is given to land
     before it is looked for again (None: the client's request timeout), so a

@@ -170,8 +170,9 @@ class Conduit:
         """This client with other call options, sharing its session and token cache.
 
         `max_wait`: the seconds one call may spend waiting for retries and
-        429 pauses before it fails (a `RateLimitError` with `retry_after`):
-        for a request a person is waiting on, e.g.
+        429 pauses before it fails (a `RateLimitError` with `retry_after`);
+        a pause longer than that, imposed by another call's 429, does not
+        hold it back. For a request a person is waiting on, e.g.
         `await conduit.with_options(max_wait=0.5).company(t).connect_url(i)`.
         Cheap to make per call; close only the client it came from.
         """
