@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from conduit_async import Conduit, PermissionDeniedError, RetryPolicy, TransportError
+from conduit_async import Conduit, PermissionDeniedError, TransportError
 from conduit_async.testing import FakeConduit, Fault, ManualClock
 
 
@@ -25,15 +25,7 @@ async def fake(clock: ManualClock) -> AsyncIterator[FakeConduit]:
 
 
 def client(fake: FakeConduit, clock: ManualClock, **options: Any) -> Conduit:
-    options.setdefault("token", fake.org_token)
-    options.setdefault("link_token", fake.link_token)
-    return Conduit(
-        base_url=fake.base_url,
-        link_base_url=fake.link_base_url,
-        clock=clock,
-        retry=RetryPolicy(sleep=clock.sleep),
-        **options,
-    )
+    return fake.client(**options)
 
 
 async def test_a_failed_token_fetch_names_the_call_the_user_made(

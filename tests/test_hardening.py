@@ -506,6 +506,7 @@ def test_a_base_url_with_a_password_is_refused_and_never_shown(
     for insecure in (False, True):
         with pytest.raises(ConfigurationError) as caught:
             Conduit(ECHO_TOKEN, ECHO_LINK_TOKEN, allow_insecure=insecure, **kwargs)
+        assert "user name or password" in str(caught.value)
         assert_no_secret(reachable_text(caught.value), "pw-SECRET", "pw%2DSECRET", ECHO_TOKEN)
         assert_no_secret(
             traceback.format_exception(type(caught.value), caught.value, None), "pw-SECRET"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conduit_async import Conduit, RetryPolicy, Stats
+from conduit_async import Stats
 from conduit_async.testing import FakeConduit, FakeServerProcess, Fault, ManualClock
 
 
@@ -15,14 +15,7 @@ async def test_stats_count_requests_retries_pauses_and_tokens() -> None:
     clock = ManualClock()
     async with FakeConduit(clock=clock) as fake:
         fake.add_company("beta2")
-        async with Conduit(
-            fake.org_token,
-            fake.link_token,
-            base_url=fake.base_url,
-            link_base_url=fake.link_base_url,
-            clock=clock,
-            retry=RetryPolicy(sleep=clock.sleep),
-        ) as conduit:
+        async with fake.client() as conduit:
             await conduit.companies.create("acme1")
             fake.faults.script("GET /link/credentials/", [Fault.status(503)])
             await conduit.company("acme1").integrations()  # cache hit, one 503 retried

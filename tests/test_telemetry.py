@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from conduit_async import Conduit, NotFoundError, RetryPolicy
+from conduit_async import Conduit, NotFoundError
 from conduit_async.testing import FakeConduit, Fault, ManualClock
 
 otel_sdk = pytest.importorskip("opentelemetry.sdk", reason="pip install -e '.[test]'")
@@ -38,15 +38,7 @@ async def traced(
 ) -> AsyncIterator[tuple[Conduit, FakeConduit]]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    async with FakeConduit(clock=clock) as fake, Conduit(
-        fake.org_token,
-        fake.link_token,
-        base_url=fake.base_url,
-        link_base_url=fake.link_base_url,
-        clock=clock,
-        retry=RetryPolicy(sleep=clock.sleep),
-        tracer_provider=provider,
-    ) as conduit:
+    async with FakeConduit(clock=clock) as fake, fake.client(tracer_provider=provider) as conduit:
         yield conduit, fake
 
 

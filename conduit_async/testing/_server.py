@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from email.utils import formatdate
 from types import MappingProxyType, TracebackType
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 from aiohttp import web
@@ -40,6 +40,9 @@ from ._state import (
     not_found,
 )
 from ._stats import ExpiredTokenUse, FakeStats
+
+if TYPE_CHECKING:
+    from ..client import Conduit
 
 __all__ = ["ROUTES", "FakeConduit", "client_environment"]
 
@@ -424,6 +427,23 @@ class FakeConduit:
             org_token=self.org_token,
             link_token=self.link_token,
         )
+
+    def client(self, **options: Any) -> Conduit:
+        """A `Conduit` pointed at this server: its tokens and base URLs, and unless
+        `options` say otherwise, its clock and a retry policy that sleeps on that clock
+        (so a test's `Retry-After` or backoff passes in virtual time when the clock is
+        a `ManualClock`). Close it (`async with`) like any client."""
+        from .. import Conduit, RetryPolicy
+
+        sleep = getattr(self._clock, "sleep", None)
+        options.setdefault("token", self.org_token)
+        options.setdefault("link_token", self.link_token)
+        options.setdefault("base_url", self.base_url)
+        options.setdefault("link_base_url", self.link_base_url)
+        options.setdefault("clock", self._clock)
+        if sleep is not None:
+            options.setdefault("retry", RetryPolicy(sleep=sleep))
+        return Conduit(**options)
 
     @property
     def faults(self) -> FaultInjector:

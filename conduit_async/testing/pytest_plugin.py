@@ -70,14 +70,8 @@ def _async_fixtures() -> dict[str, object]:
         conduit_fake: FakeConduit, conduit_clock: ManualClock
     ) -> AsyncIterator[Conduit]:
         """A `Conduit` talking to `conduit_fake`, sharing its clock."""
-        async with Conduit(
-            token=conduit_fake.org_token,
-            link_token=conduit_fake.link_token,
-            base_url=conduit_fake.base_url,
-            link_base_url=conduit_fake.link_base_url,
-            clock=conduit_clock,
-            retry=RetryPolicy(sleep=conduit_clock.sleep),
-            seed=0,
+        async with conduit_fake.client(
+            clock=conduit_clock, retry=RetryPolicy(sleep=conduit_clock.sleep), seed=0
         ) as client:
             yield client
 
