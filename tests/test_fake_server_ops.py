@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 from test_fake_server import START, call, create_company
 
-from conduit_async import Conduit, RetryPolicy
+from conduit_async import RetryPolicy
 from conduit_async.testing import (
     FAULT_MIX,
     FakeConduit,
@@ -158,11 +158,7 @@ async def test_the_sdk_never_sends_an_expired_token_with_truncated_expiry(
     off."""
     clock.set(START + 0.9)
     async with FakeConduit(clock=clock, token_ttl=60, clock_offset=offset) as fake:
-        async with Conduit(
-            fake.org_token,
-            fake.link_token,
-            base_url=fake.base_url,
-            link_base_url=fake.link_base_url,
+        async with fake.client(
             clock=clock,
             retry=RetryPolicy(sleep=clock.sleep),
             seed=3,
@@ -288,11 +284,7 @@ async def test_the_sdk_recovers_when_a_reissue_revokes_its_cached_token(
     clock: ManualClock,
 ) -> None:
     async with FakeConduit(clock=clock, revoke_on_reissue=True) as fake:
-        async with Conduit(
-            fake.org_token,
-            fake.link_token,
-            base_url=fake.base_url,
-            link_base_url=fake.link_base_url,
+        async with fake.client(
             clock=clock,
             retry=RetryPolicy(sleep=clock.sleep),
         ) as conduit:

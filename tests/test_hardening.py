@@ -92,13 +92,10 @@ def against(fake: FakeConduit, clock: ManualClock | None = None, **kwargs: Any) 
     if clock is not None:
         kwargs.setdefault("clock", clock)
         kwargs.setdefault("retry", RetryPolicy(sleep=clock.sleep, jitter=lambda: 0.5))
-    return Conduit(
-        fake.org_token,
-        fake.link_token,
-        base_url=fake.base_url,
-        link_base_url=fake.link_base_url,
-        **kwargs,
-    )
+    else:  # the client's own defaults, not the fake's clock
+        kwargs.setdefault("clock", time.time)
+        kwargs.setdefault("retry", RetryPolicy())
+    return fake.client(**kwargs)
 
 
 # -- 10: a DELETE whose answer was lost after the server applied it ----------------------

@@ -405,11 +405,7 @@ def fake_client(fake: FakeConduit, clock: ManualClock, delays: list[float]) -> C
         delays.append(seconds)
         await clock.sleep(seconds)
 
-    return Conduit(
-        fake.org_token,
-        fake.link_token,
-        base_url=fake.base_url,
-        link_base_url=fake.link_base_url,
+    return fake.client(
         clock=clock,
         retry=RetryPolicy(sleep=sleep, jitter=lambda: 0.5, max_retry_after=CAP),
     )

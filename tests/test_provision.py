@@ -52,11 +52,7 @@ async def fake(clock: ManualClock) -> AsyncIterator[FakeConduit]:
 
 def connect(fake: FakeConduit, clock: ManualClock, **options: Any) -> Conduit:
     options.setdefault("max_connections", 64)
-    return Conduit(
-        fake.org_token,
-        fake.link_token,
-        base_url=fake.base_url,
-        link_base_url=fake.link_base_url,
+    return fake.client(
         clock=clock,
         retry=RetryPolicy(sleep=clock.sleep),
         seed=0,

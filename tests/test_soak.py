@@ -227,11 +227,7 @@ async def soak(
     clock = SpedUpClock(SPEED)
     ids = [f"soak{i}" for i in range(size)]
     async with FakeConduit(clock=clock, seed=SEED, token_ttl=TOKEN_TTL) as fake:
-        conduit = Conduit(
-            fake.org_token,
-            fake.link_token,
-            base_url=fake.base_url,
-            link_base_url=fake.link_base_url,
+        conduit = fake.client(
             clock=clock,
             timeout=TIMEOUT,
             max_connections=CONCURRENCY,

@@ -41,11 +41,7 @@ async def fake(clock: ManualClock) -> AsyncIterator[FakeConduit]:
 
 @pytest.fixture
 async def conduit(fake: FakeConduit, clock: ManualClock) -> AsyncIterator[Conduit]:
-    async with Conduit(
-        fake.org_token,
-        fake.link_token,
-        base_url=fake.base_url,
-        link_base_url=fake.link_base_url,
+    async with fake.client(
         clock=clock,
         retry=RetryPolicy(sleep=clock.sleep),
         seed=1,
