@@ -28,6 +28,7 @@ from ._retry import RetryPolicy
 from ._session import Lookup, Session
 from ._telemetry import telemetry as telemetry_for
 from .errors import ConfigurationError, ValidationError
+from .models import Workspace
 from .resources.companies import Companies, CompanyView
 from .resources.dashboards import Dashboards
 from .resources.workspaces import Workspaces, WorkspaceView
@@ -305,7 +306,7 @@ class Conduit:
     async def _fetch_company_lease(self, company_id: str) -> TokenLease:
         return await self.companies.fetch_lease(company_id)
 
-    async def _list_workspaces(self) -> Any:
+    async def _list_workspaces(self) -> list[Workspace]:
         return await self.workspaces.list()
 
 
