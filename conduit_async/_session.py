@@ -474,7 +474,7 @@ class Session:
                             if (
                                 length is not None
                                 and length <= self.max_response_bytes
-                                and _plain(resp)
+                                and ("Content-Encoding" not in resp.headers or _plain(resp))
                             ):
                                 raw = await resp.read()
                                 return status, resp.headers, _decode(raw, route)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from datetime import date
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -51,19 +52,24 @@ class Companies:
         if page_enabled is not None:
             body["page_enabled"] = _flag(page_enabled)
 
-        async def lookup() -> Reply[Company] | None:
-            try:
-                reply = await self._conduit.request(routes.GET_COMPANY, cid=company_id)
-            except NotFoundError:
-                return None
-            found = reply.value
-            same = (name is None or found.name == name) and (
-                page_enabled is None or found.link_page.enabled == page_enabled
-            )
-            return reply if same else None
-
+        lookup = partial(self._created, company_id, name, page_enabled)
         reply = await self._conduit.request(routes.CREATE_COMPANY, json=body, lookup=lookup)
         return self._remember(reply)
+
+    async def _created(
+        self, company_id: str, name: str | None, page_enabled: bool | None
+    ) -> Reply[Company] | None:
+        """What a create whose response was lost made: the company, if it is the one asked
+        for (a partial of this, not a closure: `create` then allocates no cells)."""
+        try:
+            reply = await self._conduit.request(routes.GET_COMPANY, cid=company_id)
+        except NotFoundError:
+            return None
+        found = reply.value
+        same = (name is None or found.name == name) and (
+            page_enabled is None or found.link_page.enabled == page_enabled
+        )
+        return reply if same else None
 
     async def get(self, company_id: str) -> Company:
         """Fetch a company; the server issues it a fresh token, which the broker keeps."""
@@ -155,7 +161,11 @@ class Companies:
 
     def _remember(self, reply: Reply[Company]) -> Company:
         company = reply.value
-        self._conduit.tokens.remember_company(company.id, self._lease(company, reply))
+        tokens = self._conduit.tokens
+        lease = tokens.lease(
+            company.api_token, sent_at=reply.sent_at, server_date=reply.server_date
+        )
+        tokens.remember_company(company.id, lease)
         return company
 
     def _lease(self, company: Company, reply: Reply[Any]) -> TokenLease:

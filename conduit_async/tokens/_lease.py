@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import attrs
 
 from ..errors import ResponseFormatError
-from ..models import ApiToken
+from ..models import ApiToken, unchecked
 
 __all__ = ["MAX_COMPANY_TOKEN_LIFETIME", "Clock", "TokenLease", "expired_on_issue", "lease_for"]
 
@@ -87,17 +87,23 @@ def lease_for(
         remaining = server_expiry - server_date - 1.0
     else:
         remaining = server_expiry - sent_at
-    lifetime = max(0.0, min(remaining, max_lifetime))
-    soft_left = soft_fraction + 0.1 * jitter
-    return TokenLease(
-        token=api_token.token,
-        issued_at=sent_at,
-        soft_at=sent_at + lifetime * (1.0 - soft_left),
-        hard_at=sent_at + lifetime * (1.0 - hard_fraction),
-        expires_at=sent_at + lifetime,
-        server_expires_at=server_expiry,
-        server_date=server_date,
+    lifetime = max_lifetime if remaining > max_lifetime else remaining
+    if not lifetime > 0.0:  # NaN too
+        lifetime = 0.0
+    return _lease(
+        api_token.token,
+        sent_at,
+        sent_at + lifetime * (1.0 - (soft_fraction + 0.1 * jitter)),
+        sent_at + lifetime * (1.0 - hard_fraction),
+        sent_at + lifetime,
+        server_expiry,
+        server_date,
     )
+
+
+# Every lease is built here, once per token issued: without `TokenLease.__init__`'s
+# field-by-field `object.__setattr__` (see `unchecked`).
+_lease = unchecked(TokenLease)
 
 
 def expired_on_issue(company_id: str, lease: TokenLease) -> ResponseFormatError:
