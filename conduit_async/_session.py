@@ -318,6 +318,7 @@ class Session:
         if client is None or self._closed or self._loop is not asyncio.get_running_loop():
             client = await self._client()
         policy = policy or self.retry
+        method = route.method
         number = 0
         unknown = False
         token_refreshed = False
@@ -335,9 +336,73 @@ class Session:
             if record is not None:
                 record.attempts += 1
             sent_at = self.clock() if route.issues_token else 0.0
+            # One attempt, inline: a coroutine of its own would cost each suspension of
+            # the request a pass through one more frame (about 10k instructions a call).
+            request_headers = {"Authorization": "Bearer " + token}
+            if body is not None:
+                request_headers["Content-Type"] = "application/json"
+            target = url
+            hops = 0
+            failure: TransportError | None = None
+            data: Any
             try:
-                status, headers, data = await self._send(client, route, url, token, body, params)
-            except TransportError as failure:
+                while True:
+                    resp = await client.request(
+                        method,
+                        target,
+                        data=body,
+                        params=params,
+                        headers=request_headers,
+                        allow_redirects=False,
+                        **self._per_request,
+                    )
+                    try:
+                        status = resp.status
+                        headers = resp.headers
+                        if 200 <= status < 300:
+                            if method == "DELETE":
+                                # A DELETE documents no body: whatever a 2xx carries is done.
+                                data = None
+                                break
+                            length = resp.content_length
+                            # The usual case is read here, with no coroutine of its own.
+                            if (
+                                length is not None
+                                and length <= self.max_response_bytes
+                                and ("Content-Encoding" not in headers or _plain(resp))
+                            ):
+                                data = _decode(await resp.read(), route)
+                            else:
+                                data = _decode(await self._read_limited(resp, route), route)
+                            break
+                        location = headers.get("Location") if status in _REDIRECTS else None
+                        if not location:
+                            data = await _excerpt(resp)
+                            break
+                    finally:
+                        resp.release()
+                    hops += 1
+                    if hops > _MAX_REDIRECTS:
+                        raise RedirectError(
+                            status=status,
+                            method=method,
+                            path=urlsplit(target).path,
+                            message=f"more than {_MAX_REDIRECTS} redirects",
+                        )
+                    target = _follow(target, location, status, method)
+            except (ConduitError, asyncio.CancelledError):
+                if self._closed and not _cancelling():
+                    _raise(_closed_error(route))
+                raise
+            except (
+                asyncio.TimeoutError,
+                aiohttp.ClientError,
+                OSError,
+                ValueError,
+                RuntimeError,
+            ) as exc:
+                failure = self._transport_failure(route, exc, token)
+            if failure is not None:
                 error: ConduitError = failure
                 attempt = Attempt(
                     number, None, failure.sent, None, unknown, token_refreshed, waited
@@ -434,95 +499,23 @@ class Session:
     def _secrets(self, token: str) -> tuple[str, ...]:
         return (token, *self.secrets)
 
-    async def _send(
-        self,
-        client: aiohttp.ClientSession,
-        route: Route[Any],
-        url: str,
-        token: str,
-        body: bytes | None,
-        params: Mapping[str, str] | None,
-    ) -> tuple[int, Mapping[str, str], Any]:
-        """One attempt: (status, headers, data). `data` is the decoded JSON of a 2xx
-        and the raw body excerpt of anything else. Failures are `TransportError`s
-        whose messages hold no token, and whose chain holds nothing that does."""
-        headers = {"Authorization": "Bearer " + token}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        method = route.method
-        failure: ConduitError
-        try:
-            for _ in range(_MAX_REDIRECTS + 1):
-                resp = await client.request(
-                    method,
-                    url,
-                    data=body,
-                    params=params,
-                    headers=headers,
-                    allow_redirects=False,
-                    **self._per_request,
-                )
-                try:
-                    status = resp.status
-                    if status < 300 or status >= 400 or status not in _REDIRECTS:
-                        if 200 <= status < 300:
-                            if method == "DELETE":
-                                # A DELETE documents no body: whatever a 2xx carries is done.
-                                return status, resp.headers, None
-                            length = resp.content_length
-                            # The usual case is read here, with no coroutine of its own.
-                            if (
-                                length is not None
-                                and length <= self.max_response_bytes
-                                and ("Content-Encoding" not in resp.headers or _plain(resp))
-                            ):
-                                raw = await resp.read()
-                                return status, resp.headers, _decode(raw, route)
-                            raw = await self._read_limited(resp, route)
-                            return status, resp.headers, _decode(raw, route)
-                        return status, resp.headers, await _excerpt(resp)
-                    location = resp.headers.get("Location")
-                    if not location:
-                        return status, resp.headers, await _excerpt(resp)
-                finally:
-                    resp.release()
-                url = _follow(url, location, status, method)
-            raise RedirectError(
-                status=status,
-                method=method,
-                path=urlsplit(url).path,
-                message=f"more than {_MAX_REDIRECTS} redirects",
-            )
-        except (ConduitError, asyncio.CancelledError):
-            if self._closed and not _cancelling():
-                failure = _closed_error(route)
-            else:
-                raise
-        except asyncio.TimeoutError as exc:
+    def _transport_failure(self, route: Route[Any], exc: Exception, token: str) -> TransportError:
+        """What an attempt that got no HTTP answer failed with, as a `TransportError` whose
+        message holds no token. Only a scrubbed summary of the cause is kept, never the
+        cause itself: a malformed response can echo the request, Authorization header
+        and all (aiohttp's exceptions carry it in `request_info`)."""
+        if isinstance(exc, asyncio.TimeoutError):
             connect_only = isinstance(exc, aiohttp.ConnectionTimeoutError)
-            failure = ConduitTimeoutError(
+            return ConduitTimeoutError(
                 route.endpoint, f"timed out after {self.timeout:g} s", sent=not connect_only
             )
-        except aiohttp.ClientConnectorError as exc:
-            failure = TransportError(
-                route.endpoint,
-                self._scrub(f"cannot connect: {exc.os_error}", token),
-                sent=False,
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return TransportError(
+                route.endpoint, self._scrub(f"cannot connect: {exc.os_error}", token), sent=False
             )
-        except (aiohttp.ClientError, OSError, ValueError, RuntimeError) as exc:
-            if self._closed:
-                failure = _closed_error(route)
-            else:
-                # A malformed response can echo the request, Authorization header and all:
-                # only a scrubbed summary of the cause is kept, never the cause itself.
-                failure = TransportError(
-                    route.endpoint, self._scrub(f"{type(exc).__name__}: {exc}", token)
-                )
-        # Raised outside the `except` blocks, and with the context Python would chain
-        # cleared: no `__context__` may lead back to aiohttp's exception (whose
-        # request_info carries the headers), even when this task was resumed inside an
-        # `except` clause (asyncio's pure-Python task does that).
-        _raise(failure)
+        if self._closed:
+            _raise(_closed_error(route))
+        return TransportError(route.endpoint, self._scrub(f"{type(exc).__name__}: {exc}", token))
 
     def _scrub(self, text: str, token: str) -> str:
         return redact(_BEARER.sub(r"\1<redacted>", text), *self._secrets(token))
