@@ -401,7 +401,7 @@ def _fast_credential(d: dict[str, Any]) -> Credential:
         cid,
         name,
         None if created is None else _iso(created),
-        [_fast_account(a) for a in accounts],
+        [_fast_account(a) for a in accounts] if accounts else [],
     )
 
 
@@ -415,7 +415,11 @@ def _fast_integration(d: dict[str, Any]) -> Integration:
         if type(iid) is not int:
             raise TypeError
         iid = str(iid)
-    return _integration(iid, name, [_fast_credential(c) for c in credentials])
+    # An empty list skips the comprehension (a call of its own before Python 3.12): most
+    # integrations have no credentials.
+    return _integration(
+        iid, name, [_fast_credential(c) for c in credentials] if credentials else []
+    )
 
 
 _FAST: dict[type, Callable[[dict[str, Any]], Any]] = {

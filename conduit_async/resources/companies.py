@@ -45,10 +45,9 @@ class Companies:
         A company id that already exists raises `ConflictError`.
         """
         _validate.company_id(company_id)
-        _validate.name(name)
         body: dict[str, Any] = {"id": company_id}
         if name is not None:
-            body["name"] = name
+            body["name"] = _validate.name(name)
         if page_enabled is not None:
             body["page_enabled"] = _flag(page_enabled)
 
@@ -94,8 +93,9 @@ class Companies:
         """Every company of the Link APP, each with a token the broker keeps."""
         reply = await self._conduit.request(routes.LIST_COMPANIES)
         tokens = self._conduit.tokens
+        sent_at, server_date = reply.sent_at, reply.server_date
         for company in reply.value:
-            tokens.remember_company(company.id, self._lease(company, reply))
+            tokens.remember_issued(company.id, company.api_token, sent_at, server_date)
         return reply.value
 
     async def token(self, company_id: str) -> str:
@@ -155,23 +155,17 @@ class Companies:
         """Fetch the company for a fresh token, and return that token's lease (the
         broker's way to a new token)."""
         reply = await self._conduit.request(routes.GET_COMPANY, cid=company_id)
-        lease = self._lease(reply.value, reply)
-        self._conduit.tokens.remember_company(reply.value.id, lease)
-        return lease
+        company = reply.value
+        return self._conduit.tokens.remember_issued(
+            company.id, company.api_token, reply.sent_at, reply.server_date
+        )
 
     def _remember(self, reply: Reply[Company]) -> Company:
         company = reply.value
-        tokens = self._conduit.tokens
-        lease = tokens.lease(
-            company.api_token, sent_at=reply.sent_at, server_date=reply.server_date
+        self._conduit.tokens.remember_issued(
+            company.id, company.api_token, reply.sent_at, reply.server_date
         )
-        tokens.remember_company(company.id, lease)
         return company
-
-    def _lease(self, company: Company, reply: Reply[Any]) -> TokenLease:
-        return self._conduit.tokens.lease(
-            company.api_token, sent_at=reply.sent_at, server_date=reply.server_date
-        )
 
 
 @attrs.frozen

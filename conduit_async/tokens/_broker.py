@@ -119,6 +119,23 @@ class TokenBroker:
             hard_fraction=self.hard_fraction,
         )
 
+    def remember_issued(
+        self, company_id: str, api_token: ApiToken, sent_at: float, server_date: float | None
+    ) -> TokenLease:
+        """Cache the company token a response just carried (create, get, update, list),
+        and return its lease; `lease` and `remember_company` in one call, since every
+        company response takes this path. A token issued already expired is not kept."""
+        lease = lease_for(
+            api_token,
+            sent_at=sent_at,
+            server_date=server_date,
+            jitter=self.rng.random(),
+            soft_fraction=self.soft_fraction,
+            hard_fraction=self.hard_fraction,
+        )
+        self._companies.remember(company_id, lease)
+        return lease
+
     def remember_company(self, company_id: str, lease: TokenLease) -> None:
         """Cache a company token from any response that carried one (create, get, update,
         list). A token issued already expired is not kept."""
