@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING
 
 from ..errors import ConduitError, ConflictError, ValidationError
-from ..models import Company
+from ..models import Company, unchecked
 from ._keys import Duplicates
 from ._pool import COMPANY_CONCURRENCY, ROW_RETRIES, Rows, check_pool_args, retrying, run_pool
 from ._schema import COMPANIES, BadRow, CompanySpec
@@ -51,6 +51,11 @@ async def ensure_existing(conduit: Conduit, spec: CompanySpec) -> tuple[Outcome,
     if name is None and page is None:
         return "unchanged", current
     return "updated", await companies.update(spec.id, name=name, page_enabled=page)
+
+
+#: `CompanyResult(id, outcome, company, error, attempts, line, spec)` for a row that went
+#: through: every row that does takes this path, so without attrs' frozen `__init__`.
+_succeeded = unchecked(CompanyResult)
 
 
 def _refused(row: BadRow) -> CompanyResult:
@@ -93,7 +98,7 @@ class _Batch:
                 outcome, company = await ensure_existing(self.conduit, spec)
         except ConduitError as error:
             return await self.failed(spec, error)
-        return CompanyResult(spec.id, outcome, company, line=spec.line, spec=spec)
+        return _succeeded(spec.id, outcome, company, None, 1, spec.line, spec)
 
     async def failed(self, spec: CompanySpec, error: ConduitError) -> CompanyResult:
         """The row after its first try failed: refused, retried, or failed for good."""
