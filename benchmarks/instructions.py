@@ -22,6 +22,7 @@ come from ``CONDUIT_BENCH_*`` environment variables, never the command line).
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 import subprocess
@@ -88,11 +89,18 @@ async def _child(contender: Contender, count: int, prefix: str) -> None:
     async with contender(info) as phase:
         _instrument()
         await phase(company_ids(prefix + "W", WARMUP))
-        _mark()  # part 1: set-up and warm-up, discarded
+        # Each phase starts from a collected heap: a collection left pending by what ran
+        # before then lands in neither, and the collections each phase pays are its own
+        # (the differencing keeps them: they are part of the cost). The collections made
+        # here are counted in parts of their own, discarded.
+        gc.collect()
+        _mark()  # part 1: set-up, warm-up and a collection, discarded
         await phase(company_ids(prefix + "A", count))
         _mark()  # part 2: `count` requests
+        gc.collect()
+        _mark()  # part 3: a collection, discarded
         await phase(company_ids(prefix + "B", 3 * count))
-        _mark()  # part 3: `3 * count` requests
+        _mark()  # part 4: `3 * count` requests
 
 
 def _info_from_env() -> ServerInfo:
@@ -168,9 +176,9 @@ def callgrind_run(
             + done.stderr[-3000:]
         )
     parts = sorted(out.parent.glob(out.name + ".*"), key=lambda p: int(p.suffix[1:]))
-    if len(parts) != 3:
-        raise RuntimeError(f"{contender}: expected 3 callgrind dumps, found {len(parts)}")
-    return parts[1], parts[2]
+    if len(parts) != 4:
+        raise RuntimeError(f"{contender}: expected 4 callgrind dumps, found {len(parts)}")
+    return parts[1], parts[3]
 
 
 def total_instructions(callgrind_out: Path) -> int:

@@ -15,7 +15,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -83,6 +83,19 @@ class _Counts:
     paused_seconds: float = 0.0
 
 
+class _Send(Protocol):
+    def __call__(
+        self,
+        route: Route[T],
+        url: str,
+        auth: Auth,
+        body: bytes | None,
+        params: Mapping[str, str] | None,
+        lookup: Lookup[T] | None,
+        policy: RetryPolicy | None,
+    ) -> Coroutine[Any, Any, Reply[T]]: ...
+
+
 @attrs.define(eq=False)
 class Session:
     """Sends requests over one aiohttp session, created lazily inside the running loop.
@@ -120,7 +133,15 @@ class Session:
     _timeout: aiohttp.ClientTimeout = attrs.field(init=False)
     counts: _Counts = attrs.field(init=False, factory=_Counts)
 
+    #: Sends one call of `route` to `url`, carrying out `decide`'s answer after each
+    #: attempt: `request(route, url, auth, body, params, lookup, policy)`. `lookup` finds
+    #: what a lost attempt of a create made (routes with `on_unknown="lookup"`); `policy`
+    #: overrides the session's for this call. Bound at construction to `_request`, or to
+    #: `_traced` with telemetry: a call is one coroutine, with no frame in front of it.
+    request: _Send = attrs.field(init=False, repr=False)
+
     def __attrs_post_init__(self) -> None:
+        self.request = self._request if self.telemetry is None else self._traced
         # Given on every request, so that a borrowed session uses it too (cheaper for
         # aiohttp than `**options`, about as cheap as leaving it out).
         self._timeout = aiohttp.ClientTimeout(total=self.timeout)
@@ -257,27 +278,6 @@ class Session:
         if self._closed:
             raise ClientClosedError("this Conduit client was closed while a request waited")
 
-    def request(
-        self,
-        route: Route[T],
-        url: str,
-        auth: Auth,
-        *,
-        body: bytes | None = None,
-        params: Mapping[str, str] | None = None,
-        lookup: Lookup[T] | None = None,
-        policy: RetryPolicy | None = None,
-    ) -> Coroutine[Any, Any, Reply[T]]:
-        """Send one call of `route` to `url`, carrying out `decide`'s answer after each attempt.
-
-        `lookup` finds what a lost attempt of a create made (routes with
-        `on_unknown="lookup"`). `policy` overrides the session's for this call.
-        (A plain function: without telemetry, the call is one coroutine, not two.)
-        """
-        if self.telemetry is None:
-            return self._request(route, url, auth, body, params, lookup, policy, None)
-        return self._traced(route, url, auth, body, params, lookup, policy)
-
     async def _traced(
         self,
         route: Route[T],
@@ -309,7 +309,7 @@ class Session:
         params: Mapping[str, str] | None,
         lookup: Lookup[T] | None,
         policy: RetryPolicy | None,
-        record: CallRecord | None,
+        record: CallRecord | None = None,
     ) -> Reply[T]:
         client = self.http
         if client is None or self._closed or self._loop is not asyncio.get_running_loop():

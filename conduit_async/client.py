@@ -295,10 +295,10 @@ class Conduit:
             route,
             url,
             auth or self._auths[route.scope],
-            body=None if json is None else _json.dumps(json),
-            params=params,
-            lookup=lookup,
-            policy=self._policy,
+            None if json is None else _json.dumps(json),
+            params,
+            lookup,
+            self._policy,
         )
 
     # -- wiring for the broker ---------------------------------------------------------
