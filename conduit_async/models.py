@@ -335,6 +335,11 @@ def _fast_company(d: dict[str, Any]) -> Company:
         or (url is not None and type(url) is not str)
         or type(enabled) is not bool
         or type(expires) not in (int, float)
+        # A token must go into a header as it is (see `_token`).
+        or type(value) is not str
+        or not value
+        or not value.isascii()
+        or not value.isprintable()
     ):
         raise TypeError
     return _company(
@@ -342,7 +347,7 @@ def _fast_company(d: dict[str, Any]) -> Company:
         name,
         _iso(created),
         _link_page(url, enabled),
-        _api_token(_token(value), _fromtimestamp(expires, _UTC)),
+        _api_token(value, _fromtimestamp(expires, _UTC)),
     )
 
 

@@ -53,14 +53,16 @@ class CompanyLeases:
             self._shared = self.store
 
     def remember(self, company_id: str, lease: TokenLease) -> None:
-        key = company_id.lower()
-        if lease.dead:
+        if lease.expires_at <= lease.issued_at:  # `dead`, without a property call
             return  # nothing to serve; a fetch for it reports the server's error
-        current = self.store.get(key)
+        key = company_id.lower()
+        store = self.store
+        current = store.get(key)
         # A slow response must not replace a token issued later.
         if current is None or lease.issued_at >= current.issued_at:
-            self.store.put(key, lease)
-            self._retry_at.pop(key, None)
+            store.put(key, lease)
+            if self._retry_at:
+                self._retry_at.pop(key, None)
 
     def cached_token(self, company_id: str) -> str | None:
         key = company_id.lower()

@@ -62,10 +62,11 @@ class InMemoryTokenStore:
         return lease
 
     def put(self, key: str, lease: TokenLease) -> None:
-        self._leases[key] = lease
-        self._leases.move_to_end(key)
-        if len(self._leases) > self.maxsize:
-            self._leases.popitem(last=False)
+        leases = self._leases
+        leases[key] = lease
+        leases.move_to_end(key)
+        if len(leases) > self.maxsize:
+            leases.popitem(last=False)
 
     def discard(self, key: str, token: str) -> bool:
         lease = self._leases.get(key)
