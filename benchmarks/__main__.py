@@ -208,7 +208,9 @@ def bench_instructions(info: ServerInfo, sizes: Sizes, report: Report) -> dict[s
         log(f"  instructions skipped: {missing}")
         report.add("instructions.skipped", f"instructions: skipped ({missing})", None, "")
         return {"skipped": missing}
-    result = run_instructions(info, count=sizes.instructions_count, log=log)
+    result = run_instructions(
+        info, count=sizes.instructions_count, repeats=sizes.instructions_repeats, log=log
+    )
     for name, per in result["per_request"].items():
         report.add(f"instructions.{name}", f"instructions per request, {name}", per, "")
     for pair in PAIRS:

@@ -36,6 +36,7 @@ from typing import Any
 from .bulk import company_ids
 from .contenders import CONTENDERS, PAIRS, Contender, Pair, names
 from .server import ServerInfo
+from .stats import median
 
 __all__ = [
     "callgrind_available",
@@ -201,32 +202,44 @@ def run_instructions(
     count: int,
     pairs: Sequence[Pair] = PAIRS,
     jobs: int = 2,
+    repeats: int = 1,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Instructions per request of every contender, and each pair's SDK / raw ratio.
 
     Each contender runs in one child, `jobs` children at a time (instruction counts do
-    not depend on how busy the machine is).
+    not depend on how busy the machine is). They do depend a little on timing: how a
+    response arrives (one read or two, before or after the client waits for it) moves
+    a POST's count by about 1 % run to run, so each contender runs `repeats` times and
+    its median counts.
     """
     contenders = names(pairs)
-    phases: dict[str, tuple[int, int]] = {}
+    runs: dict[str, list[tuple[int, int]]] = {name: [] for name in contenders}
     with tempfile.TemporaryDirectory(prefix="conduit-callgrind-") as tmp:
 
-        def one(index: int) -> None:
+        def one(index: int, repeat: int) -> None:
             name = contenders[index]
-            out = Path(tmp) / f"callgrind.out.{index}"
+            out = Path(tmp) / f"callgrind.out.{index}.{repeat}"
             # Ids of the same length in every run, fresh in each (the server outlives them).
-            small, large = callgrind_run(info, name, count, f"I{os.getpid()}R{index}X", out)
-            phases[name] = total_instructions(small), total_instructions(large)
-            per = (phases[name][1] - phases[name][0]) / (2 * count)
+            prefix = f"I{os.getpid()}R{index}X{repeat}"
+            small, large = callgrind_run(info, name, count, prefix, out)
+            runs[name].append((total_instructions(small), total_instructions(large)))
+            per = (runs[name][-1][1] - runs[name][-1][0]) / (2 * count)
             log(f"  instructions {name:17} {per:>10,.0f} per request")
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for future in [pool.submit(one, i) for i in range(len(contenders))]:
+            work = [(i, r) for r in range(max(1, repeats)) for i in range(len(contenders))]
+            for future in [pool.submit(one, i, r) for i, r in work]:
                 future.result()
-    per_request = {name: (large - small) / (2 * count) for name, (small, large) in phases.items()}
+    per_run = {
+        name: [(large - small) / (2 * count) for small, large in runs[name]] for name in contenders
+    }
+    per_request = {name: median(values) for name, values in per_run.items()}
+    phases = {name: runs[name][0] for name in contenders}
     result: dict[str, Any] = {
         "counts": [count, 3 * count],
+        "repeats": max(1, repeats),
+        "per_run": per_run,
         "phase_totals": {name: list(phases[name]) for name in contenders},
         "per_request": per_request,
         "pairs": {},

@@ -27,6 +27,8 @@ class Sizes:
     cpu_rounds: int
     #: Instructions per request under callgrind: `n` (the runs make n and 3n requests).
     instructions_count: int
+    #: Runs of each contender under callgrind; its median counts.
+    instructions_repeats: int
     #: Interactive calls with 1 % 429s: seconds per variant, handlers, companies.
     interactive_seconds: float
     interactive_concurrency: int
@@ -60,6 +62,7 @@ FULL = Sizes(
     cpu_calls=300,
     cpu_rounds=21,
     instructions_count=200,
+    instructions_repeats=3,
     interactive_seconds=8.0,
     interactive_concurrency=32,
     interactive_companies=200,
@@ -88,6 +91,7 @@ QUICK = Sizes(
     cpu_calls=100,
     cpu_rounds=3,
     instructions_count=100,
+    instructions_repeats=1,
     interactive_seconds=3.0,
     interactive_concurrency=32,
     interactive_companies=100,
