@@ -106,25 +106,12 @@ class TokenBroker:
 
     # -- company tokens -------------------------------------------------------
 
-    def lease(
-        self, api_token: ApiToken, *, sent_at: float, server_date: float | None
-    ) -> TokenLease:
-        """A lease for a token the server just issued, with this broker's margins and jitter."""
-        return lease_for(
-            api_token,
-            sent_at=sent_at,
-            server_date=server_date,
-            jitter=self.rng.random(),
-            soft_fraction=self.soft_fraction,
-            hard_fraction=self.hard_fraction,
-        )
-
     def remember_issued(
         self, company_id: str, api_token: ApiToken, sent_at: float, server_date: float | None
     ) -> TokenLease:
         """Cache the company token a response just carried (create, get, update, list),
-        and return its lease; `lease` and `remember_company` in one call, since every
-        company response takes this path. A token issued already expired is not kept."""
+        and return its lease, with this broker's margins and jitter. A token issued
+        already expired is not kept."""
         lease = lease_for(
             api_token,
             sent_at=sent_at,
