@@ -333,8 +333,8 @@ class Session:
             if record is not None:
                 record.attempts += 1
             sent_at = self.clock() if route.issues_token else 0.0
-            # One attempt, inline: a coroutine of its own would cost each suspension of
-            # the request a pass through one more frame (about 10k instructions a call).
+            # One attempt, inline: a coroutine of its own would cost a frame per call and a
+            # pass through it per suspension (measured: 2k to 5k instructions a call).
             request_headers = {"Authorization": "Bearer " + token}
             if body is not None:
                 request_headers["Content-Type"] = "application/json"
