@@ -24,7 +24,8 @@ class Auth(Protocol):
         ...
 
     async def token(self) -> str:
-        """A token usable now, fetching one if needed."""
+        """A token usable now, asked for only after `cached()` returned None: it may
+        fetch at once, without a second look in the cache."""
         ...
 
     async def invalidate(self, token: str) -> bool:

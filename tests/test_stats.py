@@ -56,3 +56,16 @@ def test_verbose_prints_the_counters_after_a_bulk_run(tmp_path: Path) -> None:
     assert stats["requests"]["POST /link/company/"] == {"200": 2}
     for token in (server.org_token, server.link_token):
         assert token not in done.stdout and token not in done.stderr
+
+
+async def test_a_cache_miss_is_counted_once_and_a_hit_once() -> None:
+    async with FakeConduit(clock=ManualClock()) as fake:
+        fake.add_company("acme1")
+        async with fake.client() as conduit:
+            await conduit.company("acme1").integrations()  # a miss, then one fetch
+            after_miss = conduit.stats()
+            await conduit.company("acme1").integrations()  # a hit
+            assert await conduit.companies.token("ACME1")  # a hit
+            stats = conduit.stats()
+    assert (after_miss.cache_misses, after_miss.cache_hits) == (1, 0)
+    assert (stats.cache_misses, stats.cache_hits, stats.token_fetches) == (1, 2, 1)

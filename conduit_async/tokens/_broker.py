@@ -135,7 +135,15 @@ class TokenBroker:
         fetch that brings back a token already expired raises
         `ResponseFormatError` (to every caller waiting on it); it is not sent.
         """
-        return await self._companies.token(company_id)
+        # Not `self._companies.token`: a hit must not pay a coroutine layer per call.
+        token = self.cached_company_token(company_id)
+        return token if token is not None else await self._companies.fetched_token(company_id)
+
+    async def fetched_company_token(self, company_id: str) -> str:
+        """A token from a fetch, without looking in the cache first: for a caller that
+        has just seen `cached_company_token` miss (which counted the miss). A fetch
+        already under way for the company is joined, not repeated."""
+        return await self._companies.fetched_token(company_id)
 
     async def company_refused(self, company_id: str, token: str) -> bool:
         """The server refused `token`: forget it, unless a newer one has replaced it already."""

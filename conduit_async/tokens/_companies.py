@@ -82,8 +82,11 @@ class CompanyLeases:
 
     async def token(self, company_id: str) -> str:
         token = self.cached_token(company_id)
-        if token is not None:
-            return token
+        return token if token is not None else await self.fetched_token(company_id)
+
+    async def fetched_token(self, company_id: str) -> str:
+        """A token from a fetch (joining one under way), without looking in the cache:
+        the path after `cached_token` missed, which has counted the miss."""
         key = company_id.lower()
         lease = await self.flight.run("company:" + key, lambda: self._fetch(key))
         return lease.token
