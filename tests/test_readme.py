@@ -270,9 +270,7 @@ def test_without_pytest_asyncio_the_async_fixtures_say_what_is_missing(
     set-up with the message naming pytest-asyncio and how to install it; `conduit_clock`
     still works."""
     # -rN: no short summary, which on a wide terminal repeats each error's message.
-    result = user_project.runpytest_subprocess(
-        "-p", "no:asyncio", "-p", "no:cacheprovider", "-rN"
-    )
+    result = user_project.runpytest_subprocess("-p", "no:asyncio", "-p", "no:cacheprovider", "-rN")
     async_tests = count_tests(user_project) - 1
     result.assert_outcomes(passed=1, errors=async_tests)
     message = needs_pytest_asyncio("conduit_client")
