@@ -130,6 +130,23 @@ def issued(fake: FakeConduit) -> set[str]:
     return set(fake._state.tokens)
 
 
+#: Commands of a connection's handshake, of the subscription, of the test itself, and those
+#: the scripts run inside Redis (counted there too, but no round trip of the client's).
+_NOT_READS = {
+    *("client|setinfo", "hello", "select", "subscribe", "ping", "info", "config|resetstat"),
+    *("get", "set", "del"),
+}
+
+
+def commands(redis: RedisServer) -> dict[str, int]:
+    """Commands Redis ran since the last `CONFIG RESETSTAT`, by name (reads and writes
+    only: connection handshakes, the subscription and the test's own left out)."""
+    info = redis.command("INFO", "commandstats")
+    assert isinstance(info, dict)
+    calls = {name.removeprefix("cmdstat_"): stat["calls"] for name, stat in info.items()}
+    return {name: n for name, n in calls.items() if name not in _NOT_READS}
+
+
 # -- configuration -------------------------------------------------------------------
 
 
@@ -224,6 +241,24 @@ async def test_a_new_token_reaches_every_worker_so_revocation_costs_no_401(
     )
     await asyncio.gather(*(w.company("acme1").integrations() for w in (a, b, c)))
     assert fake.stats.count("GET /link/credentials/", 401) == 0
+
+
+async def test_a_read_is_one_round_trip_to_redis_even_on_a_fresh_server(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], own_redis: RedisServer
+) -> None:
+    fake.add_company("acme1")
+    holder, reader = workers(own_redis.url, 2)
+    own_redis.command("CONFIG", "RESETSTAT")
+    await holder.company("acme1").integrations()
+    # Read-or-lock, then store, publish and unlock: no SCRIPT EXISTS/LOAD before either.
+    store = holder.tokens.store
+    await eventually(lambda: store.stats.shared == 1, "the lease stored")  # type: ignore[attr-defined]
+    assert commands(own_redis) == {"eval": 3, "publish": 1}
+    own_redis.command("CONFIG", "RESETSTAT")
+    await reader.company("acme1").integrations()  # adopted from Redis
+    assert commands(own_redis) == {"eval": 1}
+    assert reader.tokens.store.stats.adopted == 1  # type: ignore[attr-defined]
+    assert fake.stats.tokens_issued["acme1"] == 1
 
 
 async def test_two_link_apps_on_one_redis_stay_apart(
