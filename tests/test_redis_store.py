@@ -10,6 +10,7 @@ secret stored or named in clear.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -371,6 +372,101 @@ async def test_redis_killed_and_restarted_mid_run_fails_no_call(
     await eventually(lambda: all(s._listening for s in stores), "subscriptions back")  # type: ignore[attr-defined]
     assert fake.stats.expired_token_requests == 0
     assert "is back" in caplog.text
+
+
+async def test_redis_killed_mid_run_leaves_no_task_exception_unretrieved(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], own_redis: RedisServer,
+    clock: ManualClock, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    ids = [f"co{i}" for i in range(20)]
+    for cid in ids:
+        fake.add_company(cid)
+        fake.add_workspace(f"W{cid}", ext_id=f"crm-{cid}")
+    clients = workers(own_redis.url, 3)
+    caplog.set_level(logging.DEBUG)
+
+    async def busy() -> None:
+        # Reads, locks, background writes (a new token each `get`), workspace listings.
+        await asyncio.gather(
+            *(c.company(cid).integrations() for c in clients for cid in ids),
+            *(c.companies.get(cid) for c in clients for cid in ids[:5]),
+            *(c.workspace(ext_id=f"crm-{cid}").get() for c in clients for cid in ids[:3]),
+            return_exceptions=True,
+        )
+
+    await busy()
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.002, own_redis.freeze)  # mid-round: operations time out while under way
+    for _ in range(3):
+        clock.advance(200)
+        await busy()
+        await asyncio.sleep(0.03)
+    own_redis.thaw()
+    loop.call_later(0.002, own_redis.kill)  # mid-round: operations fail while under way
+    for _ in range(3):
+        clock.advance(200)
+        await busy()
+        await asyncio.sleep(0.03)
+    own_redis.start()
+    clock.advance(200)
+    await busy()
+    for client in clients:
+        await client.close()  # cancels whatever is still under way
+    for _ in range(3):
+        gc.collect()
+        await asyncio.sleep(0)
+    unretrieved = [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert unretrieved == [], [r.getMessage() for r in unretrieved]
+    assert fake.stats.expired_token_requests == 0
+
+
+async def test_a_failed_background_write_is_logged_once_and_never_left_unretrieved(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    fake.add_company("acme1")
+    (client,) = workers(redis_server.url, 1)
+    shared = client.tokens.store
+    await client.company("acme1").integrations()
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("not Redis's fault")
+
+    shared._write_leases = broken  # type: ignore[attr-defined]
+    caplog.set_level(logging.DEBUG)
+    await client.companies.get("acme1")  # a new token: written in the background, fails
+    await eventually(lambda: shared._writer.done(), "the write tried")  # type: ignore[attr-defined]
+    await client.companies.get("acme1")  # the next write starts a new writer
+    await asyncio.sleep(0.05)
+    gc.collect()
+    await asyncio.sleep(0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "never retrieved" in m], messages
+    failed = [m for m in messages if "background task failed (RuntimeError)" in m]
+    assert len(failed) == 2, messages  # one per failed write, each logged once
+    assert "not Redis's fault" not in caplog.text  # the type only, never the message
+
+
+async def test_an_unreadable_publication_does_not_end_the_subscription(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    fake.add_company("acme1")
+    a, b = workers(redis_server.url, 2, key=None, encrypt=False)
+    await asyncio.gather(a.company("acme1").integrations(), b.company("acme1").integrations())
+    subscribed = b.tokens.store
+    await eventually(lambda: subscribed._listening, "b subscribed")  # type: ignore[attr-defined]
+    channel = subscribed._app.events  # type: ignore[attr-defined]
+    sender = b"0" * 16
+    for junk in (b"Lpnot json", b"Lp[1, 2]", b'Lp["acme1"]', b"L", b"Pxx"):
+        redis_server.command("PUBLISH", channel, junk[:1] + sender + junk[1:])
+    fresh = await a.companies.get("acme1")
+    await eventually(
+        lambda: (subscribed.get("acme1") or fresh).token == fresh.api_token.token,
+        "a's new token still reaches b",
+    )
+    assert subscribed.stats.received >= 1  # type: ignore[attr-defined]
+    assert "never retrieved" not in caplog.text
 
 
 async def test_a_redis_that_was_never_there_costs_nothing(

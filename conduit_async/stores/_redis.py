@@ -738,8 +738,14 @@ class RedisTokenStore:
                         continue
                     idle = 0.0
                     if message.get("type") == "message":
-                        self._received(message["channel"].decode(), message["data"])
+                        self._receive(message["channel"], message["data"])
             except _redis_errors() as exc:
+                self._failed("subscribe", exc)
+            except Exception as exc:  # not Redis's: still never the end of the subscription
+                log.warning(
+                    "shared token store: the subscription failed (%s); subscribing again",
+                    type(exc).__name__,
+                )
                 self._failed("subscribe", exc)
             finally:
                 self._listening = False
@@ -747,6 +753,16 @@ class RedisTokenStore:
                     await pubsub.aclose()
                 except Exception:  # the connection is already broken
                     log.debug("closing the Redis subscription failed", exc_info=True)
+
+    def _receive(self, channel: bytes, data: bytes) -> None:
+        """Apply one publication; one that cannot be read (another version of this store,
+        a stranger on the channel) is skipped, never the end of the subscription."""
+        try:
+            self._received(channel.decode(), data)
+        except Exception as exc:
+            log.debug(
+                "shared token store: skipped an unreadable publication (%s)", type(exc).__name__
+            )
 
     def _received(self, channel: str, data: bytes) -> None:
         kind, sender, body = data[:1], data[1 : 1 + _SENDER_LEN], data[1 + _SENDER_LEN :]
@@ -779,7 +795,9 @@ class RedisTokenStore:
     # -- tasks ------------------------------------------------------------------------
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        return asyncio.get_running_loop().create_task(work, name="conduit-token-store")
+        task = asyncio.get_running_loop().create_task(work, name="conduit-token-store")
+        task.add_done_callback(_retrieve)
+        return task
 
     def _background(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run `work()` without waiting for it (closing cancels it); nothing outside a loop."""
@@ -792,6 +810,7 @@ class RedisTokenStore:
         task = loop.create_task(work(), name="conduit-token-store")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_retrieve)
 
 
 def _eval(target: Any, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
@@ -803,6 +822,25 @@ def _eval(target: Any, script: str, keys: Sequence[str], args: Sequence[Any]) ->
     NOSCRIPT recovery after a restart; Redis caches the compiled script by its hash.
     """
     return target.eval(script, len(keys), *keys, *args)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Look at a finished background task's outcome, once: an exception nobody retrieves
+    would surface later as "Task exception was never retrieved" (an error under
+    `filterwarnings=error`, noise in a web app's log). Only the exception's type is
+    logged: its message may quote what was sent to Redis."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is None:
+        return
+    if isinstance(exc, _redis_errors()):
+        log.debug("shared token store: a background operation failed (%s)", type(exc).__name__)
+    else:
+        log.warning(
+            "shared token store: a background task failed (%s); carrying on without it",
+            type(exc).__name__,
+        )
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
