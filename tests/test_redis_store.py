@@ -336,6 +336,28 @@ async def test_a_lock_holder_that_died_mid_fetch_costs_a_bounded_wait_not_a_fail
     assert fake.stats.tokens_issued["acme1"] == 2
 
 
+async def test_the_fetching_worker_does_not_wait_for_redis_to_store_its_token(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], own_redis: RedisServer
+) -> None:
+    fake.add_company("acme1")
+    holder, waiter = workers(own_redis.url, 2)
+    fake.faults.script("GET /link/company/{cid}/", [Fault.latency(0.3)])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    fetching = asyncio.create_task(holder.company("acme1").integrations())
+    await eventually(lambda: any(b":lock:" in k for k in own_redis.dump()), "the lock taken")
+    waiting = asyncio.create_task(waiter.company("acme1").integrations())
+    await eventually(lambda: waiter.tokens.store.stats.waits == 1, "the other worker waits")  # type: ignore[attr-defined]
+    # Redis is slow to write from now on (1.5 s): the holder's caller must not notice.
+    own_redis.command("CLIENT", "PAUSE", "1500", "WRITE")
+    await fetching
+    assert loop.time() - started < 0.3 + 0.6  # the fetch, not the fetch and the write
+    await waiting  # the other worker still gets the token once Redis writes it
+    assert loop.time() - started > 1.0
+    assert fake.stats.tokens_issued["acme1"] == 1
+    assert holder.tokens.store.stats.shared == 1  # type: ignore[attr-defined]
+
+
 # -- Redis down is not an outage ----------------------------------------------------------
 
 

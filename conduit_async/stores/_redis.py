@@ -400,7 +400,11 @@ class RedisTokenStore:
     async def _fetch_for_all(
         self, names: _Names, key: str, lease_key: str, lock: str, holder: str, fetch: LeaseFetch
     ) -> TokenLease:
-        """Holding the lock: fetch, then store, publish and unlock in one round trip."""
+        """Holding the lock: fetch, hand the lease to our callers at once, and store,
+        publish and unlock in one round trip in the background.
+
+        Our callers never wait on that write (a slow Redis would add its latency to every
+        fetch); the other processes are waiting for its publication, not for us."""
         self._fetching.add(key)  # `put` leaves the sharing of this one to us
         try:
             lease = await self._timed(fetch)
@@ -410,14 +414,19 @@ class RedisTokenStore:
         finally:
             self._fetching.discard(key)
         self._l1_newer(key, lease)
+        self._background(lambda: self._share_fetched(names, key, lease, lock, holder))
+        return lease
+
+    async def _share_fetched(
+        self, names: _Names, key: str, lease: TokenLease, lock: str, holder: str
+    ) -> None:
         try:
             await self._op(
                 "write", lambda: self._write_leases(names, [(key, lease)], unlock=(lock, holder))
             )
         except _Unavailable:
             # Let the others fetch for themselves now rather than when the lock runs out.
-            self._background(lambda: self._release(lock, holder))
-        return lease
+            await self._release(lock, holder)
 
     async def _timed(self, fetch: LeaseFetch) -> TokenLease:
         """`fetch()`, keeping a moving average of how long fetches take here."""
