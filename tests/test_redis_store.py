@@ -491,6 +491,36 @@ async def test_an_unreadable_publication_does_not_end_the_subscription(
     assert "never retrieved" not in caplog.text
 
 
+async def test_a_redis_that_stops_answering_costs_timeouts_for_3_s_then_nothing(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], own_redis: RedisServer
+) -> None:
+    from conduit_async.stores._breaker import Breaker
+
+    for i in range(4):
+        fake.add_company(f"co{i}")
+    (client,) = workers(own_redis.url, 1, op_timeout=0.1)
+    shared = client.tokens.store
+    now = [100.0]
+    breaker = shared._breaker = Breaker(now=lambda: now[0])  # type: ignore[attr-defined]
+    stats = shared.stats  # type: ignore[attr-defined]
+    await client.company("co0").integrations()
+    own_redis.freeze()
+    try:
+        await client.company("co1").integrations()  # a timeout: perhaps only a blip
+        assert stats.timeouts >= 1 and stats.outages == 0 and breaker.allows()
+        now[0] += 3.0
+        await client.company("co2").integrations()  # 3 s and no answer: open
+        assert stats.outages == 1 and not breaker.allows()
+        loop = asyncio.get_running_loop()
+        started, errors = loop.time(), stats.errors
+        await client.company("co3").integrations()
+        assert loop.time() - started < 0.1  # Redis skipped, no timeout waited for
+        assert stats.errors == errors
+    finally:
+        own_redis.thaw()
+    assert fake.stats.count("GET /link/credentials/", 401) == 0
+
+
 async def test_a_redis_that_was_never_there_costs_nothing(
     fake: FakeConduit, workers: Callable[..., list[Conduit]], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -116,6 +116,8 @@ class RedisStoreStats:
     pauses_received: int = 0
     #: Redis operations that failed or timed out, and outages (runs of them).
     errors: int = 0
+    #: Of those errors, the operations that timed out (Redis slow rather than gone).
+    timeouts: int = 0
     outages: int = 0
     #: Background writes dropped (Redis down, or too many pending).
     writes_dropped: int = 0
@@ -553,7 +555,13 @@ class RedisTokenStore:
 
     def _failed(self, what: str, exc: BaseException) -> None:
         self.stats.errors += 1
-        if self._breaker.failed(what, exc):
+        breaker = self._breaker
+        if _timed_out(exc):
+            self.stats.timeouts += 1
+            starts = breaker.timed_out(what, exc)
+        else:
+            starts = breaker.failed(what, exc)
+        if starts:
             self.stats.outages += 1
             # Every pooled connection is likely as dead as this one: drop them all now, so
             # that a Redis that comes back is not met by one stale connection after another.
@@ -855,6 +863,23 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 def _wake(waiter: asyncio.Future[None] | None) -> None:
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Redis was too slow (rather than refusing or dropping the connection): our own
+    deadline, redis-py's socket timeout, or no pooled connection free in time."""
+    if isinstance(exc, asyncio.TimeoutError):  # before OSError: TimeoutError is one
+        return True
+    try:
+        from redis import exceptions
+    except ImportError:
+        return False
+    if isinstance(exc, exceptions.TimeoutError):
+        return True
+    # BlockingConnectionPool: "No connection available", every connection busy too long.
+    return isinstance(exc, exceptions.ConnectionError) and isinstance(
+        exc.__cause__, asyncio.TimeoutError
+    )
 
 
 @functools.cache
