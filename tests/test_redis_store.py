@@ -310,6 +310,35 @@ async def test_a_refusal_drops_the_shared_lease_only_if_it_still_holds_that_toke
     await eventually(lambda: leases(redis_server) == 1, "the newest lease kept")
 
 
+async def test_a_401_retries_with_the_newer_shared_token_found_in_the_same_round_trip(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], redis_server: RedisServer,
+    clock: ManualClock,
+) -> None:  # fmt: skip
+    fake.add_company("acme1")
+    a, b = workers(redis_server.url, 2)
+    await asyncio.gather(a.company("acme1").integrations(), b.company("acme1").integrations())
+    old = a.tokens.store.get("acme1")
+    assert old is not None
+    # a misses b's publication (its subscription is gone), so it still holds the old token.
+    deaf = a.tokens.store
+    deaf._listener.cancel()  # type: ignore[attr-defined]
+    await asyncio.sleep(0.01)
+    clock.advance(1)
+    fresh = await b.companies.get("acme1")  # a newer token, shared...
+    fake.revoke_token(old.token)  # ...and the old one revoked
+    stores = [w.tokens.store for w in (a, b)]
+    await eventually(lambda: sum(s.stats.shared for s in stores) == 2, "b's token stored")  # type: ignore[attr-defined]
+    assert a.tokens.store.get("acme1") == old
+    fetches = a.tokens.stats.company_fetches
+    redis_server.command("CONFIG", "RESETSTAT")
+    await a.company("acme1").integrations()  # 401, then a retry with b's token
+    assert fake.stats.count("GET /link/credentials/", 401) == 1
+    assert a.tokens.stats.company_fetches == fetches  # nothing fetched: adopted
+    assert (a.tokens.store.get("acme1") or old).token == fresh.api_token.token
+    assert commands(redis_server) == {"eval": 1}  # the refusal's, nothing more to retry
+    assert fake.stats.tokens_issued["acme1"] == 2
+
+
 async def test_a_lock_holder_that_died_mid_fetch_costs_a_bounded_wait_not_a_failure(
     fake: FakeConduit, workers: Callable[..., list[Conduit]], redis_server: RedisServer
 ) -> None:

@@ -45,6 +45,7 @@ from ..tokens._shared import LeaseFetch, WorkspaceListing
 from ._breaker import Breaker
 from ._layout import (
     _DELETE_IF_PREFIX,
+    _DISCARD_OR_NEWER,
     _FOUND,
     _FP_LEN,
     _ISSUED_LEN,
@@ -446,14 +447,27 @@ class RedisTokenStore:
             return self._wait
         return min(self._wait, max(_MIN_WAIT, _WAIT_FETCHES * self._fetch_time))
 
-    async def company_refused(self, key: str, token: str) -> None:
+    async def company_refused(
+        self, key: str, token: str, issued_at: float | None = None
+    ) -> TokenLease | None:
         if self._app is None:
-            return
+            return None
         lease_key = self._app.lease(fingerprint("company", key, self._fp_key))
         prefix = fingerprint("token", token, self._fp_key).encode() + b"|"
-        await self._op_quiet(
-            "discard", lambda: _eval(self._redis, _DELETE_IF_PREFIX, [lease_key], [prefix])
-        )
+        since = -1 if issued_at is None else int(issued_at * 1000)
+        try:
+            raw = await self._op(
+                "discard",
+                lambda: _eval(self._redis, _DISCARD_OR_NEWER, [lease_key], [prefix, since]),
+            )
+        except _Unavailable:
+            return None
+        if not raw:
+            return None
+        lease = self._open_lease(lease_key, raw)
+        if lease is None or lease.token == token or not self._usable(lease, since):
+            return None
+        return self._adopt(key, lease)
 
     async def obtain_workspaces(
         self, wanted: Callable[[Sequence[Workspace]], bool], listing: WorkspaceListing

@@ -57,8 +57,13 @@ class SharedTokenStore(TokenStore, Protocol):
         or `fetch()`ed once for all of them. Never fails for the store's own reasons."""
         ...
 
-    async def company_refused(self, key: str, token: str) -> None:
-        """The server refused `token`: drop the shared lease if it still holds it."""
+    async def company_refused(
+        self, key: str, token: str, issued_at: float | None = None
+    ) -> TokenLease | None:
+        """The server refused `token` (issued at `issued_at`, if known): drop the shared
+        lease if it still holds it. If it holds one issued later instead, that lease is
+        returned (and kept in this store), found in the same round trip: the caller
+        retries with it rather than fetching."""
         ...
 
     async def obtain_workspaces(
