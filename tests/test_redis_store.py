@@ -262,6 +262,53 @@ async def test_a_read_is_one_round_trip_to_redis_even_on_a_fresh_server(
     assert fake.stats.tokens_issued["acme1"] == 1
 
 
+async def test_leases_a_worker_published_are_served_from_its_memory_not_read_again(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], redis_server: RedisServer,
+    clock: ManualClock,
+) -> None:  # fmt: skip
+    ids = [f"co{i}" for i in range(5)]
+    for cid in ids:
+        fake.add_company(cid)
+    (client,) = workers(redis_server.url, 1)
+    shared = client.tokens.store
+    for cid in ids:
+        await client.company(cid).integrations()  # fetched here, stored and published
+    await eventually(lambda: shared.stats.shared == len(ids), "the leases stored")  # type: ignore[attr-defined]
+    redis_server.command("CONFIG", "RESETSTAT")
+    for _ in range(3):
+        await asyncio.gather(*(client.company(cid).integrations() for cid in ids))
+    assert commands(redis_server) == {}
+    clock.advance(TTL * 0.65)  # into the refresh window: refreshed here, once each
+    await asyncio.gather(*(client.company(cid).integrations() for cid in ids))
+    await eventually(lambda: shared.stats.shared == 2 * len(ids), "the refreshes stored")  # type: ignore[attr-defined]
+    redis_server.command("CONFIG", "RESETSTAT")
+    for _ in range(3):
+        await asyncio.gather(*(client.company(cid).integrations() for cid in ids))
+    assert commands(redis_server) == {}
+    assert shared.stats.adopted == 0  # type: ignore[attr-defined]
+
+
+async def test_a_lease_another_worker_published_is_kept_while_there_is_room(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], redis_server: RedisServer
+) -> None:
+    for cid in ("co0", "co1", "co2"):
+        fake.add_company(cid)
+    (a,) = workers(redis_server.url, 1)
+    (b,) = workers(redis_server.url, 1, maxsize=2)
+    await asyncio.gather(a.company("co0").integrations(), b.company("co0").integrations())
+    mine = b.tokens.store
+    await eventually(lambda: mine._listening, "b subscribed")  # type: ignore[attr-defined]
+    await a.company("co1").integrations()  # published: b has room for it
+    await eventually(lambda: mine.get("co1") is not None, "co1 kept by b")
+    redis_server.command("CONFIG", "RESETSTAT")
+    await b.company("co1").integrations()
+    assert commands(redis_server) == {}  # b's first call for co1 read nothing from Redis
+    await a.company("co2").integrations()  # b is full: co2 must not evict what it uses
+    await asyncio.sleep(0.2)
+    assert mine.get("co2") is None and len(mine) == 2
+    assert fake.stats.tokens_issued == {"co0": 1, "co1": 1, "co2": 1}
+
+
 async def test_two_link_apps_on_one_redis_stay_apart(
     fake: FakeConduit, clock: ManualClock, workers: Callable[..., list[Conduit]],
     redis_server: RedisServer,

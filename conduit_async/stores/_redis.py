@@ -12,7 +12,8 @@ miss, when a lease enters its refresh window, and on a refusal (401):
   fetch for themselves if it does not come (holder died, Redis slow).
 - Every new lease is published; each process replaces its L1 copy at once,
   so a server that revokes a company's older tokens on reissue causes no
-  storm of 401s.
+  storm of 401s, and keeps it while its L1 has room if it had none (leases
+  it published itself stay there too): a first call reads nothing from Redis.
 - A 401 drops the lease in Redis only if Redis still holds that token.
 - A 429's pause is published to every process of the same Link APP and
   organization (the request path never waits on Redis for it).
@@ -804,7 +805,10 @@ class RedisTokenStore:
             if plain is None:
                 return
             key, lease = _lease_from(json.loads(plain))
-            if self._l1.get(key) is not None or "c:" + key in self._waiters:
+            l1 = self._l1
+            # A company this process has not asked for yet is kept too while there is
+            # room (never evicting one it uses): its first call then reads no Redis.
+            if l1.get(key) is not None or "c:" + key in self._waiters or len(l1) < l1.maxsize:
                 self._l1_newer(key, lease)
                 self.stats.received += 1
             _wake(self._waiters.get("c:" + key))
