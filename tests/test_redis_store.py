@@ -192,6 +192,44 @@ def test_a_redis_url_without_the_extra_says_which_extra_to_install(
         Conduit("org", "link")
 
 
+async def test_an_unreachable_redis_fails_at_startup_with_a_clear_error(
+    fake: FakeConduit,
+) -> None:
+    client = Conduit(
+        fake.org_token,
+        fake.link_token,
+        base_url=fake.base_url,
+        link_base_url=fake.link_base_url,
+        token_store=store("redis://:hunter2-SECRET@127.0.0.1:1/0"),
+    )
+    with pytest.raises(ConfigurationError, match="cannot be reached") as caught:
+        async with client:
+            pytest.fail("entered with no Redis")
+    assert "SECRET" not in str(caught.value) and "127.0.0.1" not in str(caught.value)
+    assert client.closed  # nothing left open behind the error
+
+
+async def test_a_reachable_redis_is_connected_and_subscribed_at_startup_and_may_go_down_later(
+    fake: FakeConduit, clock: ManualClock, own_redis: RedisServer
+) -> None:
+    fake.add_company("acme1")
+    async with Conduit(
+        fake.org_token,
+        fake.link_token,
+        base_url=fake.base_url,
+        link_base_url=fake.link_base_url,
+        clock=clock,
+        retry=RetryPolicy(sleep=clock.sleep),
+        token_store=store(own_redis.url),
+    ) as client:
+        shared = client.tokens.store
+        assert shared._listening  # type: ignore[attr-defined]
+        assert client.requests_sent == 0
+        own_redis.kill()  # down at runtime: never an outage
+        await client.company("acme1").integrations()
+        assert shared.stats.outages == 1  # type: ignore[attr-defined]
+
+
 def test_one_store_serves_one_client(redis_server: RedisServer) -> None:
     shared = store(redis_server.url)
     Conduit("org", "link", token_store=shared)

@@ -180,6 +180,8 @@ class RedisTokenStore:
         self._writer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._listening = False
+        #: Set when the subscription is up, while `connect()` waits for it.
+        self._subscribed: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ws_version: bytes | None = None
         self._closed = False
@@ -226,6 +228,35 @@ class RedisTokenStore:
                 "expected redis://host:port/db, rediss://... or unix://..."
             ) from None
         return cls(client, key=key, encrypt=encrypt, maxsize=maxsize, op_timeout=op_timeout)
+
+    async def connect(self) -> None:
+        """Connect to Redis and subscribe now, within `op_timeout` each.
+
+        `async with Conduit(...)` calls it, so that a wrong URL, password or port fails
+        at startup with `ConfigurationError` (naming neither URL nor password) instead
+        of every worker quietly fetching for itself. Once connected, Redis going down
+        is never an error: the store carries on without it and comes back to it."""
+        try:
+            await asyncio.wait_for(self._redis.ping(), self.op_timeout)
+        except _redis_errors() as exc:
+            raise ConfigurationError(
+                f"the shared token store's Redis (CONDUIT_TOKEN_STORE_URL) cannot be reached "
+                f"({type(exc).__name__}): check its host, port, password and TLS settings"
+            ) from None
+        self._breaker.succeeded()
+        if not self._channels:
+            return  # not bound to a client yet: it subscribes on first use
+        subscribed = self._subscribed = asyncio.Event()
+        self._start_listening()
+        try:
+            await asyncio.wait_for(subscribed.wait(), self.op_timeout)
+        except asyncio.TimeoutError:
+            raise ConfigurationError(
+                "the shared token store's Redis (CONDUIT_TOKEN_STORE_URL) answers but does "
+                "not let this client subscribe to its channels (an ACL?)"
+            ) from None
+        finally:
+            self._subscribed = None
 
     # -- TokenStore: the in-memory level, no I/O --------------------------------------
 
@@ -759,6 +790,8 @@ class RedisTokenStore:
                 await asyncio.wait_for(pubsub.subscribe(*channels), self.op_timeout)
                 self._breaker.succeeded()
                 self._listening = True
+                if self._subscribed is not None:
+                    self._subscribed.set()
                 idle = 0.0
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)

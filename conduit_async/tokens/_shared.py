@@ -15,7 +15,7 @@ from ..models import Workspace
 from ._lease import Clock, TokenLease
 from ._stores import TokenStore
 
-__all__ = ["LeaseFetch", "Pausable", "SharedTokenStore", "WorkspaceListing"]
+__all__ = ["Connectable", "LeaseFetch", "Pausable", "SharedTokenStore", "WorkspaceListing"]
 
 LeaseFetch = Callable[[], Awaitable[TokenLease]]
 WorkspaceListing = Callable[[], Awaitable[Sequence[Workspace]]]
@@ -29,6 +29,15 @@ class Pausable(Protocol):
     def hold(self, seconds: float) -> None:
         """Pause every request for `seconds` without telling anyone (a pause heard from
         another process)."""
+        ...
+
+
+@runtime_checkable
+class Connectable(Protocol):
+    """A store that can connect up front, so that a misconfiguration fails at startup."""
+
+    async def connect(self) -> None:
+        """Connect now; `ConfigurationError` if the store cannot be reached."""
         ...
 
 
