@@ -225,6 +225,7 @@ async def test_a_reachable_redis_is_connected_and_subscribed_at_startup_and_may_
         shared = client.tokens.store
         assert shared._listening  # type: ignore[attr-defined]
         assert client.requests_sent == 0
+        await shared.connect()  # type: ignore[attr-defined]  # connecting again is harmless
         own_redis.kill()  # down at runtime: never an outage
         await client.company("acme1").integrations()
         assert shared.stats.outages == 1  # type: ignore[attr-defined]

@@ -7,23 +7,28 @@ miss, when a lease enters its refresh window, and on a refusal (401):
 - A lease in Redis with more life than ours is adopted, not fetched again.
 - Otherwise one process fetches for all: it takes a per-company lock
   (`SET NX PX`, released only by its holder, by a Lua compare-and-delete),
-  fetches, writes the lease (expiring with it) and publishes it; the others
+  fetches, hands the lease to its own callers at once, then writes it
+  (expiring with it), publishes it and unlocks in the background; the others
   wait for that publication (at most a quarter of the request timeout) and
   fetch for themselves if it does not come (holder died, Redis slow).
 - Every new lease is published; each process replaces its L1 copy at once,
   so a server that revokes a company's older tokens on reissue causes no
   storm of 401s, and keeps it while its L1 has room if it had none (leases
   it published itself stay there too): a first call reads nothing from Redis.
-- A 401 drops the lease in Redis only if Redis still holds that token.
+- A 401 drops the lease in Redis only if Redis still holds that token; if it
+  holds a newer one, that one comes back in the same round trip for the retry.
 - A 429's pause is published to every process of the same Link APP and
   organization (the request path never waits on Redis for it).
 - Workspaces: one listing serves every process (the listing is kept in Redis,
   sealed, for `snapshot_ttl`).
 
 Everything in Redis is sealed (AES-GCM, see `_seal`) and named by fingerprints.
-Redis being down is not an outage: every operation has a short timeout, a
-circuit breaker skips Redis while it is down, the broker carries on from L1
-and its own fetches, and Redis is used again when it is back.
+Every script goes in one round trip (EVAL). `connect()` (called by `async with
+Conduit(...)`) makes an unreachable Redis a startup error; once running, Redis
+being down is not an outage: every operation has a short timeout, a circuit
+breaker skips Redis while it is down (at once when refused, after a few seconds
+of timeouts when merely slow), the broker carries on from L1 and its own
+fetches, and Redis is used again when it is back.
 """
 
 from __future__ import annotations
@@ -244,8 +249,8 @@ class RedisTokenStore:
                 f"({type(exc).__name__}): check its host, port, password and TLS settings"
             ) from None
         self._breaker.succeeded()
-        if not self._channels:
-            return  # not bound to a client yet: it subscribes on first use
+        if not self._channels or self._listening:
+            return  # not bound to a client yet (it subscribes on first use), or subscribed
         subscribed = self._subscribed = asyncio.Event()
         self._start_listening()
         try:
