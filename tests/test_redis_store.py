@@ -466,7 +466,7 @@ async def test_the_fetching_worker_does_not_wait_for_redis_to_store_its_token(
     # Redis is slow to write from now on (1.5 s): the holder's caller must not notice.
     own_redis.command("CLIENT", "PAUSE", "1500", "WRITE")
     await fetching
-    assert loop.time() - started < 0.3 + 0.6  # the fetch, not the fetch and the write
+    assert loop.time() - started < 1.2  # the fetch (0.3 s), not the fetch and the write (1.5 s)
     await waiting  # the other worker still gets the token once Redis writes it
     assert loop.time() - started > 1.0
     assert fake.stats.tokens_issued["acme1"] == 1
@@ -626,11 +626,9 @@ async def test_a_redis_that_stops_answering_costs_timeouts_for_3_s_then_nothing(
         now[0] += 3.0
         await client.company("co2").integrations()  # 3 s and no answer: open
         assert stats.outages == 1 and not breaker.allows()
-        loop = asyncio.get_running_loop()
-        started, errors = loop.time(), stats.errors
+        errors = stats.errors
         await client.company("co3").integrations()
-        assert loop.time() - started < 0.1  # Redis skipped, no timeout waited for
-        assert stats.errors == errors
+        assert stats.errors == errors  # Redis skipped: no operation tried, no timeout waited
     finally:
         own_redis.thaw()
     assert fake.stats.count("GET /link/credentials/", 401) == 0
