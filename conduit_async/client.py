@@ -257,6 +257,14 @@ class Conduit:
         await self._session.close()
 
     async def __aenter__(self) -> Self:
+        """Connect a shared token store (Redis) now: an unreachable one is a
+        `ConfigurationError` here, at startup (the client is closed again). Once
+        running, a Redis that goes down is never an error."""
+        try:
+            await self.tokens.connect()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def __aexit__(

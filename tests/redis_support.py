@@ -106,9 +106,20 @@ class RedisServer:
     def stop(self) -> None:
         self._stop(signal.SIGTERM)
 
+    def freeze(self) -> None:
+        """SIGSTOP: a Redis that accepts nothing new and answers nothing (a hung host):
+        its clients time out rather than being refused."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
     def _stop(self, sig: signal.Signals) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a frozen one must be able to die
             proc.send_signal(sig)
             try:
                 proc.wait(timeout=5)

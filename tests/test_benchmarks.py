@@ -18,6 +18,7 @@ from benchmarks import __main__ as bench_main  # noqa: E402
 from benchmarks.callgrind import function_costs, short_name  # noqa: E402
 from benchmarks.instructions import total_instructions  # noqa: E402
 from benchmarks.raw import create_one, raw_session  # noqa: E402
+from benchmarks.scaleout import median_of_rounds  # noqa: E402
 from conduit_async import Conduit  # noqa: E402
 
 LINK_TOKEN = "link_secret_for_test"
@@ -141,3 +142,24 @@ def test_unknown_benchmark_names_are_refused(capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit):
         bench_main.plan(["bulky"])
     assert "unknown benchmark bulky" in capsys.readouterr().err
+
+
+def test_scaleout_reports_the_median_of_the_rounds_p99_ratios_and_that_rounds_figures() -> None:
+    def pair(n: int, ratio: float) -> dict[str, object]:
+        return {"b": f"b{n}", "c": f"c{n}", "c_p99_vs_b": ratio, "c_warm_p99_vs_b": ratio / 2}
+
+    rounds = [pair(1, 1.6), pair(2, 1.1), pair(3, 1.3)]
+    result = median_of_rounds(rounds)
+    assert result["c_p99_vs_b_rounds"] == [1.6, 1.1, 1.3]
+    assert result["c_p99_vs_b"] == 1.3 and result["c_warm_p99_vs_b"] == 0.65
+    assert (result["b"], result["c"]) == ("b3", "c3")  # the median round's own figures
+    skipped = median_of_rounds([{"b": "b1", "c": {"skipped": "no redis-server"}}])
+    assert "c_p99_vs_b" not in skipped and skipped["c"] == {"skipped": "no redis-server"}
+
+
+def test_scaleout_rounds_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.scaleout import main
+
+    with pytest.raises(SystemExit):
+        main(["--rounds", "0"])
+    assert "at least 1" in capsys.readouterr().err

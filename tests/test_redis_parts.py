@@ -50,6 +50,57 @@ def test_the_breaker_opens_backs_off_doubling_to_a_cap_and_warns_once_per_outage
     assert "back" in caplog.text
 
 
+def test_timeouts_open_the_breaker_only_after_3_s_without_a_success(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    breaker = Breaker(first_backoff=1.0, max_backoff=3.0, now=clock)
+    assert breaker.timed_out("read", TimeoutError()) is False  # a blip
+    clock.now += 2.0
+    assert breaker.timed_out("read", TimeoutError()) is False
+    assert breaker.allows() and not breaker.down
+    breaker.succeeded()  # an answer in between: the slow spell starts again
+    clock.now += 2.0
+    assert breaker.timed_out("read", TimeoutError()) is False
+    clock.now += 2.9
+    assert breaker.timed_out("read", TimeoutError()) is False and breaker.allows()
+    clock.now += 0.1
+    assert breaker.timed_out("read", TimeoutError()) is True  # 3 s with no success: open
+    assert not breaker.allows() and breaker.down and breaker.retry_in() == 1.0
+    clock.now += 1.0
+    assert breaker.allows()  # the probe...
+    assert breaker.timed_out("read", TimeoutError()) is False  # ...timed out: still open
+    assert not breaker.allows() and breaker.retry_in() == 2.0
+    breaker.succeeded()
+    assert breaker.allows() and not breaker.down
+    assert breaker.timed_out("read", TimeoutError()) is False  # after it: a blip again
+    # A refused connection needs no patience.
+    assert breaker.failed("read", ConnectionRefusedError()) is True
+    assert not breaker.allows()
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
+
+
+def test_the_store_tells_a_slow_redis_from_one_that_refuses() -> None:
+    import asyncio
+
+    from redis import exceptions
+
+    from conduit_async.stores._redis import _timed_out
+
+    assert _timed_out(asyncio.TimeoutError())
+    assert _timed_out(exceptions.TimeoutError("Timeout reading from socket"))
+    try:  # a BlockingConnectionPool with every connection busy past its timeout
+        try:
+            raise asyncio.TimeoutError
+        except asyncio.TimeoutError as err:
+            raise exceptions.ConnectionError("No connection available.") from err
+    except exceptions.ConnectionError as exc:
+        assert _timed_out(exc)
+    assert not _timed_out(exceptions.ConnectionError("Connection refused"))
+    assert not _timed_out(ConnectionRefusedError())
+    assert not _timed_out(ConnectionResetError())
+
+
 def test_sealed_values_open_only_where_they_were_stored_and_only_with_the_key() -> None:
     sealer = Sealer(parse_key(KEY))
     sealed = sealer.seal(b"tok-SECRET", "conduit:app:x:lease:y")

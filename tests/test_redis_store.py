@@ -10,6 +10,7 @@ secret stored or named in clear.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -130,6 +131,23 @@ def issued(fake: FakeConduit) -> set[str]:
     return set(fake._state.tokens)
 
 
+#: Commands of a connection's handshake, of the subscription, of the test itself, and those
+#: the scripts run inside Redis (counted there too, but no round trip of the client's).
+_NOT_READS = {
+    *("client|setinfo", "hello", "select", "subscribe", "ping", "info", "config|resetstat"),
+    *("get", "set", "del"),
+}
+
+
+def commands(redis: RedisServer) -> dict[str, int]:
+    """Commands Redis ran since the last `CONFIG RESETSTAT`, by name (reads and writes
+    only: connection handshakes, the subscription and the test's own left out)."""
+    info = redis.command("INFO", "commandstats")
+    assert isinstance(info, dict)
+    calls = {name.removeprefix("cmdstat_"): stat["calls"] for name, stat in info.items()}
+    return {name: n for name, n in calls.items() if name not in _NOT_READS}
+
+
 # -- configuration -------------------------------------------------------------------
 
 
@@ -172,6 +190,45 @@ def test_a_redis_url_without_the_extra_says_which_extra_to_install(
     monkeypatch.setenv("CONDUIT_TOKEN_STORE_KEY", KEY)
     with pytest.raises(ConfigurationError, match=r'pip install "conduit-async\[redis\]"'):
         Conduit("org", "link")
+
+
+async def test_an_unreachable_redis_fails_at_startup_with_a_clear_error(
+    fake: FakeConduit,
+) -> None:
+    client = Conduit(
+        fake.org_token,
+        fake.link_token,
+        base_url=fake.base_url,
+        link_base_url=fake.link_base_url,
+        token_store=store("redis://:hunter2-SECRET@127.0.0.1:1/0"),
+    )
+    with pytest.raises(ConfigurationError, match="cannot be reached") as caught:
+        async with client:
+            pytest.fail("entered with no Redis")
+    assert "SECRET" not in str(caught.value) and "127.0.0.1" not in str(caught.value)
+    assert client.closed  # nothing left open behind the error
+
+
+async def test_a_reachable_redis_is_connected_and_subscribed_at_startup_and_may_go_down_later(
+    fake: FakeConduit, clock: ManualClock, own_redis: RedisServer
+) -> None:
+    fake.add_company("acme1")
+    async with Conduit(
+        fake.org_token,
+        fake.link_token,
+        base_url=fake.base_url,
+        link_base_url=fake.link_base_url,
+        clock=clock,
+        retry=RetryPolicy(sleep=clock.sleep),
+        token_store=store(own_redis.url),
+    ) as client:
+        shared = client.tokens.store
+        assert shared._listening  # type: ignore[attr-defined]
+        assert client.requests_sent == 0
+        await shared.connect()  # type: ignore[attr-defined]  # connecting again is harmless
+        own_redis.kill()  # down at runtime: never an outage
+        await client.company("acme1").integrations()
+        assert shared.stats.outages == 1  # type: ignore[attr-defined]
 
 
 def test_one_store_serves_one_client(redis_server: RedisServer) -> None:
@@ -226,6 +283,71 @@ async def test_a_new_token_reaches_every_worker_so_revocation_costs_no_401(
     assert fake.stats.count("GET /link/credentials/", 401) == 0
 
 
+async def test_a_read_is_one_round_trip_to_redis_even_on_a_fresh_server(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], own_redis: RedisServer
+) -> None:
+    fake.add_company("acme1")
+    holder, reader = workers(own_redis.url, 2)
+    own_redis.command("CONFIG", "RESETSTAT")
+    await holder.company("acme1").integrations()
+    # Read-or-lock, then store, publish and unlock: no SCRIPT EXISTS/LOAD before either.
+    store = holder.tokens.store
+    await eventually(lambda: store.stats.shared == 1, "the lease stored")  # type: ignore[attr-defined]
+    assert commands(own_redis) == {"eval": 3, "publish": 1}
+    own_redis.command("CONFIG", "RESETSTAT")
+    await reader.company("acme1").integrations()  # adopted from Redis
+    assert commands(own_redis) == {"eval": 1}
+    assert reader.tokens.store.stats.adopted == 1  # type: ignore[attr-defined]
+    assert fake.stats.tokens_issued["acme1"] == 1
+
+
+async def test_leases_a_worker_published_are_served_from_its_memory_not_read_again(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], redis_server: RedisServer,
+    clock: ManualClock,
+) -> None:  # fmt: skip
+    ids = [f"co{i}" for i in range(5)]
+    for cid in ids:
+        fake.add_company(cid)
+    (client,) = workers(redis_server.url, 1)
+    shared = client.tokens.store
+    for cid in ids:
+        await client.company(cid).integrations()  # fetched here, stored and published
+    await eventually(lambda: shared.stats.shared == len(ids), "the leases stored")  # type: ignore[attr-defined]
+    redis_server.command("CONFIG", "RESETSTAT")
+    for _ in range(3):
+        await asyncio.gather(*(client.company(cid).integrations() for cid in ids))
+    assert commands(redis_server) == {}
+    clock.advance(TTL * 0.65)  # into the refresh window: refreshed here, once each
+    await asyncio.gather(*(client.company(cid).integrations() for cid in ids))
+    await eventually(lambda: shared.stats.shared == 2 * len(ids), "the refreshes stored")  # type: ignore[attr-defined]
+    redis_server.command("CONFIG", "RESETSTAT")
+    for _ in range(3):
+        await asyncio.gather(*(client.company(cid).integrations() for cid in ids))
+    assert commands(redis_server) == {}
+    assert shared.stats.adopted == 0  # type: ignore[attr-defined]
+
+
+async def test_a_lease_another_worker_published_is_kept_while_there_is_room(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], redis_server: RedisServer
+) -> None:
+    for cid in ("co0", "co1", "co2"):
+        fake.add_company(cid)
+    (a,) = workers(redis_server.url, 1)
+    (b,) = workers(redis_server.url, 1, maxsize=2)
+    await asyncio.gather(a.company("co0").integrations(), b.company("co0").integrations())
+    mine = b.tokens.store
+    await eventually(lambda: mine._listening, "b subscribed")  # type: ignore[attr-defined]
+    await a.company("co1").integrations()  # published: b has room for it
+    await eventually(lambda: mine.get("co1") is not None, "co1 kept by b")
+    redis_server.command("CONFIG", "RESETSTAT")
+    await b.company("co1").integrations()
+    assert commands(redis_server) == {}  # b's first call for co1 read nothing from Redis
+    await a.company("co2").integrations()  # b is full: co2 must not evict what it uses
+    await asyncio.sleep(0.2)
+    assert mine.get("co2") is None and len(mine) == 2
+    assert fake.stats.tokens_issued == {"co0": 1, "co1": 1, "co2": 1}
+
+
 async def test_two_link_apps_on_one_redis_stay_apart(
     fake: FakeConduit, clock: ManualClock, workers: Callable[..., list[Conduit]],
     redis_server: RedisServer,
@@ -274,6 +396,35 @@ async def test_a_refusal_drops_the_shared_lease_only_if_it_still_holds_that_toke
     await eventually(lambda: leases(redis_server) == 1, "the newest lease kept")
 
 
+async def test_a_401_retries_with_the_newer_shared_token_found_in_the_same_round_trip(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], redis_server: RedisServer,
+    clock: ManualClock,
+) -> None:  # fmt: skip
+    fake.add_company("acme1")
+    a, b = workers(redis_server.url, 2)
+    await asyncio.gather(a.company("acme1").integrations(), b.company("acme1").integrations())
+    old = a.tokens.store.get("acme1")
+    assert old is not None
+    # a misses b's publication (its subscription is gone), so it still holds the old token.
+    deaf = a.tokens.store
+    deaf._listener.cancel()  # type: ignore[attr-defined]
+    await asyncio.sleep(0.01)
+    clock.advance(1)
+    fresh = await b.companies.get("acme1")  # a newer token, shared...
+    fake.revoke_token(old.token)  # ...and the old one revoked
+    stores = [w.tokens.store for w in (a, b)]
+    await eventually(lambda: sum(s.stats.shared for s in stores) == 2, "b's token stored")  # type: ignore[attr-defined]
+    assert a.tokens.store.get("acme1") == old
+    fetches = a.tokens.stats.company_fetches
+    redis_server.command("CONFIG", "RESETSTAT")
+    await a.company("acme1").integrations()  # 401, then a retry with b's token
+    assert fake.stats.count("GET /link/credentials/", 401) == 1
+    assert a.tokens.stats.company_fetches == fetches  # nothing fetched: adopted
+    assert (a.tokens.store.get("acme1") or old).token == fresh.api_token.token
+    assert commands(redis_server) == {"eval": 1}  # the refusal's, nothing more to retry
+    assert fake.stats.tokens_issued["acme1"] == 2
+
+
 async def test_a_lock_holder_that_died_mid_fetch_costs_a_bounded_wait_not_a_failure(
     fake: FakeConduit, workers: Callable[..., list[Conduit]], redis_server: RedisServer
 ) -> None:
@@ -298,6 +449,28 @@ async def test_a_lock_holder_that_died_mid_fetch_costs_a_bounded_wait_not_a_fail
     shared = second.tokens.store
     assert shared.stats.waits == 1 and shared.stats.wait_timeouts == 1  # type: ignore[attr-defined]
     assert fake.stats.tokens_issued["acme1"] == 2
+
+
+async def test_the_fetching_worker_does_not_wait_for_redis_to_store_its_token(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], own_redis: RedisServer
+) -> None:
+    fake.add_company("acme1")
+    holder, waiter = workers(own_redis.url, 2)
+    fake.faults.script("GET /link/company/{cid}/", [Fault.latency(0.3)])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    fetching = asyncio.create_task(holder.company("acme1").integrations())
+    await eventually(lambda: any(b":lock:" in k for k in own_redis.dump()), "the lock taken")
+    waiting = asyncio.create_task(waiter.company("acme1").integrations())
+    await eventually(lambda: waiter.tokens.store.stats.waits == 1, "the other worker waits")  # type: ignore[attr-defined]
+    # Redis is slow to write from now on (1.5 s): the holder's caller must not notice.
+    own_redis.command("CLIENT", "PAUSE", "1500", "WRITE")
+    await fetching
+    assert loop.time() - started < 1.2  # the fetch (0.3 s), not the fetch and the write (1.5 s)
+    await waiting  # the other worker still gets the token once Redis writes it
+    assert loop.time() - started > 1.0
+    assert fake.stats.tokens_issued["acme1"] == 1
+    assert holder.tokens.store.stats.shared == 1  # type: ignore[attr-defined]
 
 
 # -- Redis down is not an outage ----------------------------------------------------------
@@ -336,6 +509,129 @@ async def test_redis_killed_and_restarted_mid_run_fails_no_call(
     await eventually(lambda: all(s._listening for s in stores), "subscriptions back")  # type: ignore[attr-defined]
     assert fake.stats.expired_token_requests == 0
     assert "is back" in caplog.text
+
+
+async def test_redis_killed_mid_run_leaves_no_task_exception_unretrieved(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], own_redis: RedisServer,
+    clock: ManualClock, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    ids = [f"co{i}" for i in range(20)]
+    for cid in ids:
+        fake.add_company(cid)
+        fake.add_workspace(f"W{cid}", ext_id=f"crm-{cid}")
+    clients = workers(own_redis.url, 3)
+    caplog.set_level(logging.DEBUG)
+
+    async def busy() -> None:
+        # Reads, locks, background writes (a new token each `get`), workspace listings.
+        await asyncio.gather(
+            *(c.company(cid).integrations() for c in clients for cid in ids),
+            *(c.companies.get(cid) for c in clients for cid in ids[:5]),
+            *(c.workspace(ext_id=f"crm-{cid}").get() for c in clients for cid in ids[:3]),
+            return_exceptions=True,
+        )
+
+    await busy()
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.002, own_redis.freeze)  # mid-round: operations time out while under way
+    for _ in range(3):
+        clock.advance(200)
+        await busy()
+        await asyncio.sleep(0.03)
+    own_redis.thaw()
+    loop.call_later(0.002, own_redis.kill)  # mid-round: operations fail while under way
+    for _ in range(3):
+        clock.advance(200)
+        await busy()
+        await asyncio.sleep(0.03)
+    own_redis.start()
+    clock.advance(200)
+    await busy()
+    for client in clients:
+        await client.close()  # cancels whatever is still under way
+    for _ in range(3):
+        gc.collect()
+        await asyncio.sleep(0)
+    unretrieved = [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert unretrieved == [], [r.getMessage() for r in unretrieved]
+    assert fake.stats.expired_token_requests == 0
+
+
+async def test_a_failed_background_write_is_logged_once_and_never_left_unretrieved(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    fake.add_company("acme1")
+    (client,) = workers(redis_server.url, 1)
+    shared = client.tokens.store
+    await client.company("acme1").integrations()
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("not Redis's fault")
+
+    shared._write_leases = broken  # type: ignore[attr-defined]
+    caplog.set_level(logging.DEBUG)
+    await client.companies.get("acme1")  # a new token: written in the background, fails
+    await eventually(lambda: shared._writer.done(), "the write tried")  # type: ignore[attr-defined]
+    await client.companies.get("acme1")  # the next write starts a new writer
+    await asyncio.sleep(0.05)
+    gc.collect()
+    await asyncio.sleep(0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "never retrieved" in m], messages
+    failed = [m for m in messages if "background task failed (RuntimeError)" in m]
+    assert len(failed) == 2, messages  # one per failed write, each logged once
+    assert "not Redis's fault" not in caplog.text  # the type only, never the message
+
+
+async def test_an_unreadable_publication_does_not_end_the_subscription(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    fake.add_company("acme1")
+    a, b = workers(redis_server.url, 2, key=None, encrypt=False)
+    await asyncio.gather(a.company("acme1").integrations(), b.company("acme1").integrations())
+    subscribed = b.tokens.store
+    await eventually(lambda: subscribed._listening, "b subscribed")  # type: ignore[attr-defined]
+    channel = subscribed._app.events  # type: ignore[attr-defined]
+    sender = b"0" * 16
+    for junk in (b"Lpnot json", b"Lp[1, 2]", b'Lp["acme1"]', b"L", b"Pxx"):
+        redis_server.command("PUBLISH", channel, junk[:1] + sender + junk[1:])
+    fresh = await a.companies.get("acme1")
+    await eventually(
+        lambda: (subscribed.get("acme1") or fresh).token == fresh.api_token.token,
+        "a's new token still reaches b",
+    )
+    assert subscribed.stats.received >= 1  # type: ignore[attr-defined]
+    assert "never retrieved" not in caplog.text
+
+
+async def test_a_redis_that_stops_answering_costs_timeouts_for_3_s_then_nothing(
+    fake: FakeConduit, workers: Callable[..., list[Conduit]], own_redis: RedisServer
+) -> None:
+    from conduit_async.stores._breaker import Breaker
+
+    for i in range(4):
+        fake.add_company(f"co{i}")
+    (client,) = workers(own_redis.url, 1, op_timeout=0.1)
+    shared = client.tokens.store
+    now = [100.0]
+    breaker = shared._breaker = Breaker(now=lambda: now[0])  # type: ignore[attr-defined]
+    stats = shared.stats  # type: ignore[attr-defined]
+    await client.company("co0").integrations()
+    own_redis.freeze()
+    try:
+        await client.company("co1").integrations()  # a timeout: perhaps only a blip
+        assert stats.timeouts >= 1 and stats.outages == 0 and breaker.allows()
+        now[0] += 3.0
+        await client.company("co2").integrations()  # 3 s and no answer: open
+        assert stats.outages == 1 and not breaker.allows()
+        errors = stats.errors
+        await client.company("co3").integrations()
+        assert stats.errors == errors  # Redis skipped: no operation tried, no timeout waited
+    finally:
+        own_redis.thaw()
+    assert fake.stats.count("GET /link/credentials/", 401) == 0
 
 
 async def test_a_redis_that_was_never_there_costs_nothing(

@@ -45,6 +45,21 @@ end
 return 0
 """
 
+# A 401's compare-and-delete. KEYS: lease. ARGV: the refused token's fingerprint and '|',
+# the issued ms to beat. Drops the lease if it holds the refused token; else returns it if
+# it was issued after the refused one (the caller retries with it: no second round trip).
+_DISCARD_OR_NEWER = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return false end
+if string.sub(cur, 1, string.len(ARGV[1])) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return false
+end
+local issued = tonumber(string.sub(cur, 26, 41))
+if issued and issued > tonumber(ARGV[2]) then return cur end
+return false
+"""
+
 _LEASE_MSG = b"L"
 _PAUSE_MSG = b"P"
 _LISTED_MSG = b"W"

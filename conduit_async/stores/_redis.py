@@ -7,22 +7,28 @@ miss, when a lease enters its refresh window, and on a refusal (401):
 - A lease in Redis with more life than ours is adopted, not fetched again.
 - Otherwise one process fetches for all: it takes a per-company lock
   (`SET NX PX`, released only by its holder, by a Lua compare-and-delete),
-  fetches, writes the lease (expiring with it) and publishes it; the others
+  fetches, hands the lease to its own callers at once, then writes it
+  (expiring with it), publishes it and unlocks in the background; the others
   wait for that publication (at most a quarter of the request timeout) and
   fetch for themselves if it does not come (holder died, Redis slow).
 - Every new lease is published; each process replaces its L1 copy at once,
   so a server that revokes a company's older tokens on reissue causes no
-  storm of 401s.
-- A 401 drops the lease in Redis only if Redis still holds that token.
+  storm of 401s, and keeps it while its L1 has room if it had none (leases
+  it published itself stay there too): a first call reads nothing from Redis.
+- A 401 drops the lease in Redis only if Redis still holds that token; if it
+  holds a newer one, that one comes back in the same round trip for the retry.
 - A 429's pause is published to every process of the same Link APP and
   organization (the request path never waits on Redis for it).
 - Workspaces: one listing serves every process (the listing is kept in Redis,
   sealed, for `snapshot_ttl`).
 
 Everything in Redis is sealed (AES-GCM, see `_seal`) and named by fingerprints.
-Redis being down is not an outage: every operation has a short timeout, a
-circuit breaker skips Redis while it is down, the broker carries on from L1
-and its own fetches, and Redis is used again when it is back.
+Every script goes in one round trip (EVAL). `connect()` (called by `async with
+Conduit(...)`) makes an unreachable Redis a startup error; once running, Redis
+being down is not an outage: every operation has a short timeout, a circuit
+breaker skips Redis while it is down (at once when refused, after a few seconds
+of timeouts when merely slow), the broker carries on from L1 and its own
+fetches, and Redis is used again when it is back.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from ..tokens._shared import LeaseFetch, WorkspaceListing
 from ._breaker import Breaker
 from ._layout import (
     _DELETE_IF_PREFIX,
+    _DISCARD_OR_NEWER,
     _FOUND,
     _FP_LEN,
     _ISSUED_LEN,
@@ -116,6 +123,8 @@ class RedisStoreStats:
     pauses_received: int = 0
     #: Redis operations that failed or timed out, and outages (runs of them).
     errors: int = 0
+    #: Of those errors, the operations that timed out (Redis slow rather than gone).
+    timeouts: int = 0
     outages: int = 0
     #: Background writes dropped (Redis down, or too many pending).
     writes_dropped: int = 0
@@ -161,9 +170,6 @@ class RedisTokenStore:
         self.stats = RedisStoreStats()
         self._breaker = breaker or Breaker()
         self._sender = secrets.token_hex(_SENDER_LEN // 2).encode()
-        self._set_if_newer = client.register_script(_SET_IF_NEWER)
-        self._delete_if_prefix = client.register_script(_DELETE_IF_PREFIX)
-        self._read_or_lock = client.register_script(_READ_OR_LOCK)
         self._app: _Names | None = None
         self._org: _Names | None = None
         self._bound = False
@@ -179,6 +185,8 @@ class RedisTokenStore:
         self._writer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._listening = False
+        #: Set when the subscription is up, while `connect()` waits for it.
+        self._subscribed: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ws_version: bytes | None = None
         self._closed = False
@@ -225,6 +233,35 @@ class RedisTokenStore:
                 "expected redis://host:port/db, rediss://... or unix://..."
             ) from None
         return cls(client, key=key, encrypt=encrypt, maxsize=maxsize, op_timeout=op_timeout)
+
+    async def connect(self) -> None:
+        """Connect to Redis and subscribe now, within `op_timeout` each.
+
+        `async with Conduit(...)` calls it, so that a wrong URL, password or port fails
+        at startup with `ConfigurationError` (naming neither URL nor password) instead
+        of every worker quietly fetching for itself. Once connected, Redis going down
+        is never an error: the store carries on without it and comes back to it."""
+        try:
+            await asyncio.wait_for(self._redis.ping(), self.op_timeout)
+        except _redis_errors() as exc:
+            raise ConfigurationError(
+                f"the shared token store's Redis (CONDUIT_TOKEN_STORE_URL) cannot be reached "
+                f"({type(exc).__name__}): check its host, port, password and TLS settings"
+            ) from None
+        self._breaker.succeeded()
+        if not self._channels or self._listening:
+            return  # not bound to a client yet (it subscribes on first use), or subscribed
+        subscribed = self._subscribed = asyncio.Event()
+        self._start_listening()
+        try:
+            await asyncio.wait_for(subscribed.wait(), self.op_timeout)
+        except asyncio.TimeoutError:
+            raise ConfigurationError(
+                "the shared token store's Redis (CONDUIT_TOKEN_STORE_URL) answers but does "
+                "not let this client subscribe to its channels (an ACL?)"
+            ) from None
+        finally:
+            self._subscribed = None
 
     # -- TokenStore: the in-memory level, no I/O --------------------------------------
 
@@ -381,7 +418,7 @@ class RedisTokenStore:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for keys, args, _ in queued:
-                    await self._read_or_lock(keys=keys, args=args, client=pipe)
+                    _eval(pipe, _READ_OR_LOCK, keys, args)
                 answers = await pipe.execute()
         except asyncio.CancelledError:
             for *_, answer in queued:
@@ -403,7 +440,11 @@ class RedisTokenStore:
     async def _fetch_for_all(
         self, names: _Names, key: str, lease_key: str, lock: str, holder: str, fetch: LeaseFetch
     ) -> TokenLease:
-        """Holding the lock: fetch, then store, publish and unlock in one round trip."""
+        """Holding the lock: fetch, hand the lease to our callers at once, and store,
+        publish and unlock in one round trip in the background.
+
+        Our callers never wait on that write (a slow Redis would add its latency to every
+        fetch); the other processes are waiting for its publication, not for us."""
         self._fetching.add(key)  # `put` leaves the sharing of this one to us
         try:
             lease = await self._timed(fetch)
@@ -413,14 +454,19 @@ class RedisTokenStore:
         finally:
             self._fetching.discard(key)
         self._l1_newer(key, lease)
+        self._background(lambda: self._share_fetched(names, key, lease, lock, holder))
+        return lease
+
+    async def _share_fetched(
+        self, names: _Names, key: str, lease: TokenLease, lock: str, holder: str
+    ) -> None:
         try:
             await self._op(
                 "write", lambda: self._write_leases(names, [(key, lease)], unlock=(lock, holder))
             )
         except _Unavailable:
             # Let the others fetch for themselves now rather than when the lock runs out.
-            self._background(lambda: self._release(lock, holder))
-        return lease
+            await self._release(lock, holder)
 
     async def _timed(self, fetch: LeaseFetch) -> TokenLease:
         """`fetch()`, keeping a moving average of how long fetches take here."""
@@ -438,14 +484,27 @@ class RedisTokenStore:
             return self._wait
         return min(self._wait, max(_MIN_WAIT, _WAIT_FETCHES * self._fetch_time))
 
-    async def company_refused(self, key: str, token: str) -> None:
+    async def company_refused(
+        self, key: str, token: str, issued_at: float | None = None
+    ) -> TokenLease | None:
         if self._app is None:
-            return
+            return None
         lease_key = self._app.lease(fingerprint("company", key, self._fp_key))
         prefix = fingerprint("token", token, self._fp_key).encode() + b"|"
-        await self._op_quiet(
-            "discard", lambda: self._delete_if_prefix(keys=[lease_key], args=[prefix])
-        )
+        since = -1 if issued_at is None else int(issued_at * 1000)
+        try:
+            raw = await self._op(
+                "discard",
+                lambda: _eval(self._redis, _DISCARD_OR_NEWER, [lease_key], [prefix, since]),
+            )
+        except _Unavailable:
+            return None
+        if not raw:
+            return None
+        lease = self._open_lease(lease_key, raw)
+        if lease is None or lease.token == token or not self._usable(lease, since):
+            return None
+        return self._adopt(key, lease)
 
     async def obtain_workspaces(
         self, wanted: Callable[[Sequence[Workspace]], bool], listing: WorkspaceListing
@@ -499,7 +558,8 @@ class RedisTokenStore:
         key = self._org.workspaces
         self._background(
             lambda: self._op_quiet(
-                "drop listing", lambda: self._delete_if_prefix(keys=[key], args=[version + b"|"])
+                "drop listing",
+                lambda: _eval(self._redis, _DELETE_IF_PREFIX, [key], [version + b"|"]),
             )
         )
 
@@ -546,7 +606,13 @@ class RedisTokenStore:
 
     def _failed(self, what: str, exc: BaseException) -> None:
         self.stats.errors += 1
-        if self._breaker.failed(what, exc):
+        breaker = self._breaker
+        if _timed_out(exc):
+            self.stats.timeouts += 1
+            starts = breaker.timed_out(what, exc)
+        else:
+            starts = breaker.failed(what, exc)
+        if starts:
             self.stats.outages += 1
             # Every pooled connection is likely as dead as this one: drop them all now, so
             # that a Redis that comes back is not met by one stale connection after another.
@@ -597,13 +663,11 @@ class RedisTokenStore:
                         self._sealer.seal(plain, lease_key),
                     )
                 )
-                await self._set_if_newer(
-                    keys=[lease_key], args=[value, issued, ttl_ms], client=pipe
-                )
+                _eval(pipe, _SET_IF_NEWER, [lease_key], [value, issued, ttl_ms])
                 pipe.publish(names.events, self._message(_LEASE_MSG, plain, names.events))
             if unlock is not None:
                 lock, holder = unlock
-                await self._delete_if_prefix(keys=[lock], args=[holder.encode()], client=pipe)
+                _eval(pipe, _DELETE_IF_PREFIX, [lock], [holder.encode()])
             await pipe.execute()
         self.stats.shared += len(leases)
 
@@ -646,7 +710,7 @@ class RedisTokenStore:
 
     async def _release(self, lock: str, holder: str) -> None:
         await self._op_quiet(
-            "unlock", lambda: self._delete_if_prefix(keys=[lock], args=[holder.encode()])
+            "unlock", lambda: _eval(self._redis, _DELETE_IF_PREFIX, [lock], [holder.encode()])
         )
 
     # -- waiting for another process ---------------------------------------------------
@@ -731,6 +795,8 @@ class RedisTokenStore:
                 await asyncio.wait_for(pubsub.subscribe(*channels), self.op_timeout)
                 self._breaker.succeeded()
                 self._listening = True
+                if self._subscribed is not None:
+                    self._subscribed.set()
                 idle = 0.0
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
@@ -742,8 +808,14 @@ class RedisTokenStore:
                         continue
                     idle = 0.0
                     if message.get("type") == "message":
-                        self._received(message["channel"].decode(), message["data"])
+                        self._receive(message["channel"], message["data"])
             except _redis_errors() as exc:
+                self._failed("subscribe", exc)
+            except Exception as exc:  # not Redis's: still never the end of the subscription
+                log.warning(
+                    "shared token store: the subscription failed (%s); subscribing again",
+                    type(exc).__name__,
+                )
                 self._failed("subscribe", exc)
             finally:
                 self._listening = False
@@ -751,6 +823,16 @@ class RedisTokenStore:
                     await pubsub.aclose()
                 except Exception:  # the connection is already broken
                     log.debug("closing the Redis subscription failed", exc_info=True)
+
+    def _receive(self, channel: bytes, data: bytes) -> None:
+        """Apply one publication; one that cannot be read (another version of this store,
+        a stranger on the channel) is skipped, never the end of the subscription."""
+        try:
+            self._received(channel.decode(), data)
+        except Exception as exc:
+            log.debug(
+                "shared token store: skipped an unreadable publication (%s)", type(exc).__name__
+            )
 
     def _received(self, channel: str, data: bytes) -> None:
         kind, sender, body = data[:1], data[1 : 1 + _SENDER_LEN], data[1 + _SENDER_LEN :]
@@ -761,7 +843,10 @@ class RedisTokenStore:
             if plain is None:
                 return
             key, lease = _lease_from(json.loads(plain))
-            if self._l1.get(key) is not None or "c:" + key in self._waiters:
+            l1 = self._l1
+            # A company this process has not asked for yet is kept too while there is
+            # room (never evicting one it uses): its first call then reads no Redis.
+            if l1.get(key) is not None or "c:" + key in self._waiters or len(l1) < l1.maxsize:
                 self._l1_newer(key, lease)
                 self.stats.received += 1
             _wake(self._waiters.get("c:" + key))
@@ -783,7 +868,9 @@ class RedisTokenStore:
     # -- tasks ------------------------------------------------------------------------
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        return asyncio.get_running_loop().create_task(work, name="conduit-token-store")
+        task = asyncio.get_running_loop().create_task(work, name="conduit-token-store")
+        task.add_done_callback(_retrieve)
+        return task
 
     def _background(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run `work()` without waiting for it (closing cancels it); nothing outside a loop."""
@@ -796,11 +883,59 @@ class RedisTokenStore:
         task = loop.create_task(work(), name="conduit-token-store")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_retrieve)
+
+
+def _eval(target: Any, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    """`script` run by EVAL on `target` (the client, or a pipeline it is queued on).
+
+    Plain EVAL, not redis-py's `Script`: inside a pipeline that one first sends
+    SCRIPT EXISTS (and SCRIPT LOAD) in a round trip of its own, which doubled the
+    latency of every read. EVAL carries the source (a few hundred bytes) and needs no
+    NOSCRIPT recovery after a restart; Redis caches the compiled script by its hash.
+    """
+    return target.eval(script, len(keys), *keys, *args)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Look at a finished background task's outcome, once: an exception nobody retrieves
+    would surface later as "Task exception was never retrieved" (an error under
+    `filterwarnings=error`, noise in a web app's log). Only the exception's type is
+    logged: its message may quote what was sent to Redis."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is None:
+        return
+    if isinstance(exc, _redis_errors()):
+        log.debug("shared token store: a background operation failed (%s)", type(exc).__name__)
+    else:
+        log.warning(
+            "shared token store: a background task failed (%s); carrying on without it",
+            type(exc).__name__,
+        )
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Redis was too slow (rather than refusing or dropping the connection): our own
+    deadline, redis-py's socket timeout, or no pooled connection free in time."""
+    if isinstance(exc, asyncio.TimeoutError):  # before OSError: TimeoutError is one
+        return True
+    try:
+        from redis import exceptions
+    except ImportError:
+        return False
+    if isinstance(exc, exceptions.TimeoutError):
+        return True
+    # BlockingConnectionPool: "No connection available", every connection busy too long.
+    return isinstance(exc, exceptions.ConnectionError) and isinstance(
+        exc.__cause__, asyncio.TimeoutError
+    )
 
 
 @functools.cache

@@ -17,7 +17,7 @@ from ..models import ApiToken, Workspace
 from ._companies import CompanyLeases
 from ._flight import KeyedLock, SingleFlight
 from ._lease import Clock, TokenLease, lease_for
-from ._shared import Pausable, SharedTokenStore
+from ._shared import Connectable, Pausable, SharedTokenStore
 from ._stats import BrokerStats
 from ._stores import (
     DEFAULT_CACHE_SIZE,
@@ -211,6 +211,13 @@ class TokenBroker:
                 pause=pause,
                 request_timeout=request_timeout,
             )
+
+    async def connect(self) -> None:
+        """Connect a store that can connect up front (Redis), so that an unreachable or
+        misconfigured one fails now, with `ConfigurationError`, rather than leaving every
+        worker silently on its own. Nothing to do for an in-memory store."""
+        if isinstance(self.store, Connectable):
+            await self.store.connect()
 
     @property
     def inflight(self) -> int:

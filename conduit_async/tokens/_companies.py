@@ -93,10 +93,16 @@ class CompanyLeases:
 
     async def refused(self, company_id: str, token: str) -> bool:
         key = company_id.lower()
-        if self.store.discard(key, token):
+        store = self.store
+        held = store.get(key)
+        if store.discard(key, token):
             log.debug("company token refused; dropped it (company %s)", company_id)
         if self._shared is not None:
-            await self._shared.company_refused(key, token)
+            # Only a lease issued after the refused one is worth a retry.
+            issued_at = held.issued_at if held is not None and held.token == token else None
+            newer = await self._shared.company_refused(key, token, issued_at)
+            if newer is not None:
+                self.remember(key, newer)
         return True
 
     def _refresh_in_background(self, key: str, now: float, lease: TokenLease) -> None:

@@ -15,7 +15,7 @@ from ..models import Workspace
 from ._lease import Clock, TokenLease
 from ._stores import TokenStore
 
-__all__ = ["LeaseFetch", "Pausable", "SharedTokenStore", "WorkspaceListing"]
+__all__ = ["Connectable", "LeaseFetch", "Pausable", "SharedTokenStore", "WorkspaceListing"]
 
 LeaseFetch = Callable[[], Awaitable[TokenLease]]
 WorkspaceListing = Callable[[], Awaitable[Sequence[Workspace]]]
@@ -29,6 +29,15 @@ class Pausable(Protocol):
     def hold(self, seconds: float) -> None:
         """Pause every request for `seconds` without telling anyone (a pause heard from
         another process)."""
+        ...
+
+
+@runtime_checkable
+class Connectable(Protocol):
+    """A store that can connect up front, so that a misconfiguration fails at startup."""
+
+    async def connect(self) -> None:
+        """Connect now; `ConfigurationError` if the store cannot be reached."""
         ...
 
 
@@ -57,8 +66,13 @@ class SharedTokenStore(TokenStore, Protocol):
         or `fetch()`ed once for all of them. Never fails for the store's own reasons."""
         ...
 
-    async def company_refused(self, key: str, token: str) -> None:
-        """The server refused `token`: drop the shared lease if it still holds it."""
+    async def company_refused(
+        self, key: str, token: str, issued_at: float | None = None
+    ) -> TokenLease | None:
+        """The server refused `token` (issued at `issued_at`, if known): drop the shared
+        lease if it still holds it. If it holds one issued later instead, that lease is
+        returned (and kept in this store), found in the same round trip: the caller
+        retries with it rather than fetching."""
         ...
 
     async def obtain_workspaces(
