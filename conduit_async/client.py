@@ -257,11 +257,12 @@ class Conduit:
         await self._session.close()
 
     async def __aenter__(self) -> Self:
-        """Connect a shared token store (Redis) now: an unreachable one is a
-        `ConfigurationError` here, at startup (the client is closed again). Once
-        running, a Redis that goes down is never an error."""
+        """Connect a shared token store (Redis) now. Credentials it refuses are a
+        `ConfigurationError` here, at startup (the client is closed again); a Redis
+        that is down is not: the outage is logged once and the client carries on
+        without it, exactly as when Redis goes down later, until it is back."""
         try:
-            await self.tokens.connect()
+            await self.tokens.connect(required=False)
         except BaseException:
             await self.close()
             raise

@@ -192,19 +192,37 @@ def test_a_redis_url_without_the_extra_says_which_extra_to_install(
         Conduit("org", "link")
 
 
-async def test_an_unreachable_redis_fails_at_startup_with_a_clear_error(
-    fake: FakeConduit,
-) -> None:
-    client = Conduit(
-        fake.org_token,
-        fake.link_token,
-        base_url=fake.base_url,
-        link_base_url=fake.link_base_url,
-        token_store=store("redis://:hunter2-SECRET@127.0.0.1:1/0"),
-    )
+async def test_an_unreachable_redis_fails_an_explicit_connect_with_a_clear_error() -> None:
+    shared = store("redis://:hunter2-SECRET@127.0.0.1:1/0")
+    Conduit("org", "link", token_store=shared)  # binds it, as a client of its own would
     with pytest.raises(ConfigurationError, match="cannot be reached") as caught:
+        await shared.connect()
+    assert "SECRET" not in str(caught.value) and "127.0.0.1" not in str(caught.value)
+    await shared.aclose()
+
+
+async def test_a_worker_starting_while_redis_is_down_serves_without_it(
+    fake: FakeConduit, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.add_company("acme1")
+    shared = store("redis://:hunter2-SECRET@127.0.0.1:1/0")
+    async with fake.client(token_store=shared) as client:
+        await client.company("acme1").integrations()
+        assert shared.stats.outages == 1
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "unavailable" in warnings[0].getMessage()
+    assert "SECRET" not in caplog.text and "127.0.0.1" not in caplog.text
+
+
+async def test_a_password_redis_refuses_fails_at_startup_with_a_clear_error(
+    fake: FakeConduit, own_redis: RedisServer
+) -> None:
+    own_redis.command("CONFIG", "SET", "requirepass", "the-right-one")
+    wrong = own_redis.url.replace("redis://", "redis://:WRONG-SECRET@", 1)
+    client = fake.client(token_store=store(wrong))
+    with pytest.raises(ConfigurationError, match="refused this client") as caught:
         async with client:
-            pytest.fail("entered with no Redis")
+            pytest.fail("entered with a password Redis refuses")
     assert "SECRET" not in str(caught.value) and "127.0.0.1" not in str(caught.value)
     assert client.closed  # nothing left open behind the error
 

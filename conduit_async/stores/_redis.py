@@ -234,16 +234,28 @@ class RedisTokenStore:
             ) from None
         return cls(client, key=key, encrypt=encrypt, maxsize=maxsize, op_timeout=op_timeout)
 
-    async def connect(self) -> None:
+    async def connect(self, *, required: bool = True) -> None:
         """Connect to Redis and subscribe now, within `op_timeout` each.
 
-        `async with Conduit(...)` calls it, so that a wrong URL, password or port fails
-        at startup with `ConfigurationError` (naming neither URL nor password) instead
-        of every worker quietly fetching for itself. Once connected, Redis going down
-        is never an error: the store carries on without it and comes back to it."""
+        Credentials Redis refuses (a wrong password, an ACL) never heal by themselves:
+        they are a `ConfigurationError` (naming neither URL nor password) either way.
+        A Redis that cannot be reached is one too when `required` (an explicit
+        `await store.connect()`, to fail a deploy fast); `async with Conduit(...)`
+        connects with `required=False`, because a worker that starts while Redis is
+        down must still serve: it logs the outage once and carries on from its own
+        cache and fetches, as it would had Redis gone down later, and comes back to
+        Redis by itself."""
         try:
             await asyncio.wait_for(self._redis.ping(), self.op_timeout)
+        except _refusals() as exc:
+            raise ConfigurationError(
+                f"the shared token store's Redis (CONDUIT_TOKEN_STORE_URL) refused this "
+                f"client ({type(exc).__name__}): check its password and ACL"
+            ) from None
         except _redis_errors() as exc:
+            if not required:
+                self._failed("connect", exc)
+                return
             raise ConfigurationError(
                 f"the shared token store's Redis (CONDUIT_TOKEN_STORE_URL) cannot be reached "
                 f"({type(exc).__name__}): check its host, port, password and TLS settings"
@@ -256,10 +268,12 @@ class RedisTokenStore:
         try:
             await asyncio.wait_for(subscribed.wait(), self.op_timeout)
         except asyncio.TimeoutError:
-            raise ConfigurationError(
-                "the shared token store's Redis (CONDUIT_TOKEN_STORE_URL) answers but does "
-                "not let this client subscribe to its channels (an ACL?)"
-            ) from None
+            if required:
+                raise ConfigurationError(
+                    "the shared token store's Redis (CONDUIT_TOKEN_STORE_URL) answers but "
+                    "does not let this client subscribe to its channels (an ACL?)"
+                ) from None
+            # The listener keeps trying in the background; leases still come by reads.
         finally:
             self._subscribed = None
 
@@ -939,6 +953,15 @@ def _timed_out(exc: BaseException) -> bool:
 
 
 @functools.cache
+def _refusals() -> tuple[type[BaseException], ...]:
+    """Redis's answers that a retry cannot change: a wrong password, no permission."""
+    try:
+        from redis.exceptions import AuthenticationError, NoPermissionError
+    except ImportError:  # only a hand-made client without redis-py installed
+        return ()
+    return (AuthenticationError, NoPermissionError)
+
+
 def _redis_errors() -> tuple[type[BaseException], ...]:
     # Looked up when first needed: importing conduit_async must not import redis-py
     # (nor what it imports, OpenTelemetry among them) for users who never use Redis.

@@ -212,12 +212,12 @@ class TokenBroker:
                 request_timeout=request_timeout,
             )
 
-    async def connect(self) -> None:
-        """Connect a store that can connect up front (Redis), so that an unreachable or
-        misconfigured one fails now, with `ConfigurationError`, rather than leaving every
-        worker silently on its own. Nothing to do for an in-memory store."""
+    async def connect(self, *, required: bool = True) -> None:
+        """Connect a store that can connect up front (Redis): credentials it refuses are
+        a `ConfigurationError` now, and so is a store that cannot be reached when
+        `required`. Nothing to do for an in-memory store."""
         if isinstance(self.store, Connectable):
-            await self.store.connect()
+            await self.store.connect(required=required)
 
     @property
     def inflight(self) -> int:

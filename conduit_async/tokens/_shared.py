@@ -36,8 +36,9 @@ class Pausable(Protocol):
 class Connectable(Protocol):
     """A store that can connect up front, so that a misconfiguration fails at startup."""
 
-    async def connect(self) -> None:
-        """Connect now; `ConfigurationError` if the store cannot be reached."""
+    async def connect(self, *, required: bool = True) -> None:
+        """Connect now. `ConfigurationError` if the store refuses this client's
+        credentials, or (when `required`) cannot be reached."""
         ...
 
 
