@@ -246,7 +246,7 @@ class RedisTokenStore:
         cache and fetches, as it would had Redis gone down later, and comes back to
         Redis by itself."""
         try:
-            await asyncio.wait_for(self._redis.ping(), self.op_timeout)
+            await _within(self._redis.ping(), self.op_timeout)
         except _refusals() as exc:
             raise ConfigurationError(
                 f"the shared token store's Redis (CONDUIT_TOKEN_STORE_URL) refused this "
@@ -607,7 +607,7 @@ class RedisTokenStore:
         if not breaker.allows():
             raise _Unavailable
         try:
-            result = await asyncio.wait_for(call(), self.op_timeout)
+            result = await _within(call(), self.op_timeout)
         except _redis_errors() as exc:
             self._failed(what, exc)
             raise _Unavailable from None
@@ -806,7 +806,7 @@ class RedisTokenStore:
                 await asyncio.sleep(wait)
             pubsub = self._redis.pubsub()
             try:
-                await asyncio.wait_for(pubsub.subscribe(*channels), self.op_timeout)
+                await _within(pubsub.subscribe(*channels), self.op_timeout)
                 self._breaker.succeeded()
                 self._listening = True
                 if self._subscribed is not None:
@@ -817,7 +817,7 @@ class RedisTokenStore:
                     if message is None:
                         idle += 1.0
                         if idle >= 5.0:  # a silent dead connection shows on a ping
-                            await asyncio.wait_for(pubsub.ping(), self.op_timeout)
+                            await _within(pubsub.ping(), self.op_timeout)
                             idle = 0.0
                         continue
                     idle = 0.0
@@ -928,6 +928,24 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
             "shared token store: a background task failed (%s); carrying on without it",
             type(exc).__name__,
         )
+
+
+async def _within(operation: Awaitable[T], seconds: float) -> T:
+    """`operation` within `seconds`, in a task whose outcome is always retrieved.
+
+    `asyncio.wait_for` runs it in a task of its own. When the caller is cancelled
+    while that task is being cancelled (a client closing while an operation times
+    out), the task can still end with Redis's error after nobody awaits it any more,
+    and that surfaced as "Task exception was never retrieved". Its error matters only
+    to a caller that is still waiting, and that caller gets it from `wait_for`."""
+    task = asyncio.ensure_future(operation)
+    task.add_done_callback(_silently_retrieved)
+    return await asyncio.wait_for(task, seconds)
+
+
+def _silently_retrieved(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
