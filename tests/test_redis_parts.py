@@ -3,7 +3,9 @@ values and names (what makes "nothing secret in Redis" true)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 import os
 
@@ -137,3 +139,67 @@ def test_fingerprints_name_without_revealing_and_differ_by_key_and_kind() -> Non
     assert a != fingerprint("organization", "link-SECRET", key)
     assert a != fingerprint("link-app", "link-SECRET", os.urandom(32))
     assert a != fingerprint("link-app", "link-SECRET2", key)
+
+
+class _StubbornSubscription:
+    """A pub/sub whose read swallows a cancellation and answers "no message", as
+    redis-py's can when the cancellation lands just as its read times out."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.reading = asyncio.Event()
+        self.stubborn = True
+
+    async def subscribe(self, *channels: str) -> None:
+        return None
+
+    async def get_message(
+        self, ignore_subscribe_messages: bool = False, timeout: float = 0.0
+    ) -> None:
+        self.reads += 1
+        self.reading.set()
+        try:
+            await asyncio.sleep(timeout)
+        except asyncio.CancelledError:
+            if not self.stubborn:
+                raise
+        return None
+
+    async def ping(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _StubbornClient:
+    def __init__(self) -> None:
+        self.subscription = _StubbornSubscription()
+
+    def pubsub(self) -> _StubbornSubscription:
+        return self.subscription
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_closing_ends_a_listener_whose_read_swallows_the_cancellation() -> None:
+    from conduit_async import Conduit
+    from conduit_async.stores import RedisTokenStore
+
+    client = _StubbornClient()
+    store = RedisTokenStore(client, encrypt=False)
+    Conduit("org", "link", token_store=store)  # binds it: it now has channels to listen on
+    store._start_listening()
+    await client.subscription.reading.wait()
+    closing = asyncio.ensure_future(store.aclose())
+    done, _ = await asyncio.wait({closing}, timeout=5)
+    # It used to wait forever, the listener reading again after each swallowed
+    # cancellation; from here on a cancellation cancels, so a failure cannot hang.
+    client.subscription.stubborn = False
+    if not done:
+        closing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await closing
+    assert done, "aclose() was still waiting for the listener after 5 s"
+    assert client.subscription.reads <= 2

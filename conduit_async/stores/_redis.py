@@ -812,7 +812,10 @@ class RedisTokenStore:
                 if self._subscribed is not None:
                     self._subscribed.set()
                 idle = 0.0
-                while True:
+                # Not `while True`: redis-py's read can swallow the cancellation `aclose()`
+                # sends when it lands as the read times out (it then answers None), and
+                # the listener must still end, or closing the client waits forever.
+                while not self._closed:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is None:
                         idle += 1.0
