@@ -203,3 +203,41 @@ async def test_closing_ends_a_listener_whose_read_swallows_the_cancellation() ->
             await closing
     assert done, "aclose() was still waiting for the listener after 5 s"
     assert client.subscription.reads <= 2
+
+
+class _SlowToCancel:
+    """A Redis call that, cancelled on its timeout, takes a moment to give up and then
+    fails with Redis's own error (as redis-py does while it drops the connection)."""
+
+    async def get(self, key: str) -> bytes:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)
+            raise RedisConnectionError("Connection closed by server.") from None
+        return b""
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_caller_cancelled_while_its_operation_times_out_leaves_nothing_unretrieved(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import gc
+
+    from conduit_async.stores import RedisTokenStore
+
+    store = RedisTokenStore(_SlowToCancel(), encrypt=False, op_timeout=0.02)
+    caller = asyncio.ensure_future(store._op("read", lambda: store._redis.get("k")))
+    await asyncio.sleep(0.04)  # timed out: the operation is being cancelled...
+    caller.cancel()  # ...when its caller goes too (a client closing)
+    with contextlib.suppress(asyncio.CancelledError):
+        await caller
+    await asyncio.sleep(0.1)  # the operation ends, with Redis's error
+    gc.collect()
+    await asyncio.sleep(0)
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    await store.aclose()
