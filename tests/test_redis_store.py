@@ -231,14 +231,8 @@ async def test_a_reachable_redis_is_connected_and_subscribed_at_startup_and_may_
     fake: FakeConduit, clock: ManualClock, own_redis: RedisServer
 ) -> None:
     fake.add_company("acme1")
-    async with Conduit(
-        fake.org_token,
-        fake.link_token,
-        base_url=fake.base_url,
-        link_base_url=fake.link_base_url,
-        clock=clock,
-        retry=RetryPolicy(sleep=clock.sleep),
-        token_store=store(own_redis.url),
+    async with fake.client(
+        clock=clock, retry=RetryPolicy(sleep=clock.sleep), token_store=store(own_redis.url)
     ) as client:
         shared = client.tokens.store
         assert shared._listening  # type: ignore[attr-defined]
