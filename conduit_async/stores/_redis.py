@@ -24,8 +24,8 @@ miss, when a lease enters its refresh window, and on a refusal (401):
 
 Everything in Redis is sealed (AES-GCM, see `_seal`) and named by fingerprints.
 Every script goes in one round trip (EVAL). `connect()` (called by `async with
-Conduit(...)`) makes an unreachable Redis a startup error; once running, Redis
-being down is not an outage: every operation has a short timeout, a circuit
+Conduit(...)`) makes credentials Redis refuses a startup error; Redis being
+down, at startup or later, is not an outage: every operation has a short timeout, a circuit
 breaker skips Redis while it is down (at once when refused, after a few seconds
 of timeouts when merely slow), the broker carries on from L1 and its own
 fetches, and Redis is used again when it is back.
@@ -983,6 +983,7 @@ def _refusals() -> tuple[type[BaseException], ...]:
     return (AuthenticationError, NoPermissionError)
 
 
+@functools.cache
 def _redis_errors() -> tuple[type[BaseException], ...]:
     # Looked up when first needed: importing conduit_async must not import redis-py
     # (nor what it imports, OpenTelemetry among them) for users who never use Redis.
