@@ -105,11 +105,7 @@ class Companies:
         half its life is gone; fetched (once, for all callers) when missing or
         nearly expired.
         """
-        # The broker's two halves inline: a cache hit is one call, not three coroutines.
-        tokens = self._conduit.tokens
-        company_id = _validate.company_id(company_id)
-        token = tokens.cached_company_token(company_id)
-        return token if token is not None else await tokens.fetched_company_token(company_id)
+        return await self._conduit.tokens.company_token(_validate.company_id(company_id))
 
     def provision(
         self,

@@ -135,7 +135,7 @@ class TokenBroker:
         fetch that brings back a token already expired raises
         `ResponseFormatError` (to every caller waiting on it); it is not sent.
         """
-        # Not `self._companies.token`: a hit must not pay a coroutine layer per call.
+        # A hit runs in this one coroutine: no layer below it per call.
         token = self.cached_company_token(company_id)
         return token if token is not None else await self._companies.fetched_token(company_id)
 

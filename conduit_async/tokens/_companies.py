@@ -80,10 +80,6 @@ class CompanyLeases:
         stats.cache_misses += 1
         return None
 
-    async def token(self, company_id: str) -> str:
-        token = self.cached_token(company_id)
-        return token if token is not None else await self.fetched_token(company_id)
-
     async def fetched_token(self, company_id: str) -> str:
         """A token from a fetch (joining one under way), without looking in the cache:
         the path after `cached_token` missed, which has counted the miss."""
