@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .bulk import company_ids
-from .contenders import CONTENDERS, PAIRS, Contender, Pair, names
+from .contenders import CONTENDERS, PAIRS, PROVISION_CONCURRENCY, Contender, Pair, names
 from .server import ServerInfo
 from .stats import median
 
@@ -60,8 +60,11 @@ _ENV = {
 
 # -- the child: one contender, phases of requests --------------------------------------
 
-#: Requests before the first measured phase: connections, caches, lazy imports.
-WARMUP = 20
+#: Requests before the first measured phase: connections, caches, lazy imports. Twice
+#: the provision pair's concurrency, so that every connection its 64 workers use is open
+#: before counting starts: a connection opened in the first phase but not the second
+#: would be subtracted from every request's count (it was, with a warm-up of 20).
+WARMUP = 2 * PROVISION_CONCURRENCY
 
 
 def _mark() -> None:
