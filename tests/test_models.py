@@ -271,6 +271,46 @@ def test_models_are_frozen() -> None:
         ws.token = "other"  # type: ignore[misc]
 
 
+def test_unchecked_builds_the_same_frozen_object_as_init() -> None:
+    from conduit_async.models import unchecked
+
+    made = unchecked(Workspace)(7, "W", "ws-SECRET", None)
+    assert type(made) is Workspace
+    assert made == Workspace(id=7, name="W", token="ws-SECRET")
+    assert hash(made) == hash(Workspace(id=7, name="W", token="ws-SECRET"))
+    assert "ws-SECRET" not in repr(made)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        made.name = "other"  # type: ignore[misc]
+
+
+def test_unchecked_refuses_what_it_cannot_build_and_falls_back_where_it_must() -> None:
+    from conduit_async.models import unchecked
+
+    @attrs.frozen
+    class Weak:  # a weak-reference slot: CPython refuses to switch such a class
+        x: int
+
+    @attrs.frozen(weakref_slot=False)
+    class Checked:
+        x: int = attrs.field(validator=attrs.validators.instance_of(int))
+
+    for cls in (Weak, Checked):
+        with pytest.raises(TypeError, match=cls.__name__):
+            unchecked(cls)
+
+    @attrs.frozen(weakref_slot=False)
+    class Base:
+        x: int
+
+    @attrs.frozen(weakref_slot=False)
+    class Derived(Base):  # its layout is not its own slots alone: built slot by slot
+        y: int
+
+    made = unchecked(Derived)(1, 2)
+    assert type(made) is Derived
+    assert made == Derived(1, 2)
+
+
 # -- malformed 2xx responses ------------------------------------------------------------
 
 

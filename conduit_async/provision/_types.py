@@ -50,7 +50,7 @@ def _workspace_dict(workspace: Workspace) -> dict[str, Any]:
     return {"id": workspace.id, "name": workspace.name, "ext_id": workspace.ext_id}
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class CompanyResult:
     """What happened to one company row.
 

@@ -114,11 +114,11 @@ class TokenBroker:
         already expired is not kept."""
         lease = lease_for(
             api_token,
-            sent_at=sent_at,
-            server_date=server_date,
-            jitter=self.rng.random(),
-            soft_fraction=self.soft_fraction,
-            hard_fraction=self.hard_fraction,
+            sent_at,
+            server_date,
+            self.rng.random(),
+            self.soft_fraction,
+            self.hard_fraction,
         )
         self._companies.remember(company_id, lease)
         return lease

@@ -27,7 +27,7 @@ Clock = Callable[[], float]
 MAX_COMPANY_TOKEN_LIFETIME = 600.0
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class TokenLease:
     """A company token with the local times that govern its use.
 
@@ -59,7 +59,6 @@ class TokenLease:
 
 def lease_for(
     api_token: ApiToken,
-    *,
     sent_at: float,
     server_date: float | None,
     jitter: float = 0.0,
