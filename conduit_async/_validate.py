@@ -14,7 +14,10 @@ __all__ = ["company_id", "name", "optional_text", "path_segment", "positive_id"]
 
 _COMPANY_ID = re.compile(r"[A-Za-z0-9]{1,1024}")
 MAX_NAME = 1024
-_SEGMENT = re.compile(r"[A-Za-z0-9_\-.]{1,1024}")
+_MAX_SEGMENT = 1024
+#: Integers whose digits (and sign) fit in a segment.
+_SHORT_INTS = 10 ** (_MAX_SEGMENT - 1)
+_SEGMENT = re.compile(rf"[A-Za-z0-9_\-.]{{1,{_MAX_SEGMENT}}}")
 
 
 def company_id(value: object, argument: str = "company_id") -> str:
@@ -74,9 +77,14 @@ def positive_id(value: object, argument: str) -> int:
 
 def path_segment(value: object, argument: str) -> str:
     """An id that goes into a URL path (integration, credential): no `/`, `..` or blanks."""
+    if type(value) is int and -_SHORT_INTS < value < _SHORT_INTS:
+        return str(value)  # the usual case: digits and a sign, nothing to look for
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ValidationError(argument, f"must be a string or integer, not {type(value).__name__}")
-    text = str(value)
+    try:
+        text = str(value)
+    except ValueError:  # an integer of more digits than Python will print (4,300)
+        text = ""
     # "." and ".." are dot segments: URL normalisation would drop them and hit another path.
     if _SEGMENT.fullmatch(text) is None or ".." in text or text == ".":
         raise ValidationError(argument, "must be 1 to 1024 letters, digits, '_', '-' or '.'")

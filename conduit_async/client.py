@@ -29,7 +29,7 @@ from ._session import Lookup, Session
 from ._telemetry import telemetry as telemetry_for
 from .errors import ConfigurationError, ValidationError
 from .models import Workspace
-from .resources.companies import Companies, CompanyView
+from .resources.companies import Companies, CompanyView, company_view
 from .resources.dashboards import Dashboards
 from .resources.workspaces import Workspaces, WorkspaceView
 from .routes import Reply, Route
@@ -202,7 +202,7 @@ class Conduit:
 
     def company(self, company_id: str) -> CompanyView:
         """A view of one company whose calls use its own token, refreshed before it expires."""
-        return CompanyView(self, _validate.company_id(company_id))
+        return company_view(self, _validate.company_id(company_id))
 
     @property
     def max_connections(self) -> int:

@@ -515,7 +515,14 @@ async def test_a_workspace_needs_a_non_blank_name(
 
 
 @pytest.mark.parametrize(
-    "segment", [".", "..", "../x", "a/b", "", "a?b", "a#b", "a%2Fb", " 1", "1 ", "é", True, 1.5]
+    "segment",
+    [
+        *(".", "..", "../x", "a/b", "", "a?b", "a#b", "a%2Fb", " 1", "1 ", "é", True, 1.5),
+        # Too many digits for a segment, and for Python to print (str() raises ValueError).
+        pytest.param(10**1024, id="1025 digits"),
+        pytest.param(-(10**1023), id="1024 digits and a sign"),
+        pytest.param(10**5000, id="5001 digits"),
+    ],
 )
 async def test_path_segments_that_would_change_the_url_are_refused(
     fake_and_client: tuple[FakeConduit, Conduit], segment: Any
