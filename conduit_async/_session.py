@@ -536,7 +536,7 @@ class Session:
 
 def _decode(raw: bytes, route: Route[Any]) -> Any:
     """A 2xx body as JSON (None when empty), or `ResponseFormatError`."""
-    if not raw.strip():
+    if not raw or raw.isspace():  # (not `strip()`, which copies the body)
         return None
     try:
         return _json.loads(raw)

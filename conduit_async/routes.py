@@ -115,7 +115,16 @@ class _DataLake:
 
 
 def _url(data: Any, endpoint: str) -> str:
-    return parser(_Url)(data, endpoint).url
+    # The happy path by hand (cattrs would cost most of a call): anything but an object
+    # with a string `url` goes to the parser, which accepts or refuses it precisely.
+    if type(data) is dict:
+        url = data.get("url")
+        if type(url) is str:
+            return url
+    return _parse_url(data, endpoint).url
+
+
+_parse_url = parser(_Url)
 
 
 def _data_lake(data: Any, endpoint: str) -> list[DataLakeFile]:

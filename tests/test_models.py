@@ -416,6 +416,32 @@ async def test_share_url_without_url(conduit: Conduit, http: Recorder) -> None:
 
 
 @pytest.mark.parametrize(
+    "payload",
+    [
+        {"url": "https://x.test/1"},
+        {"url": "https://x.test/1", "extra": [1]},
+        {"url": 5},
+        {"url": None},
+        {"link": "https://x.test/1"},
+        ["https://x.test/1"],
+        "https://x.test/1",
+        None,
+    ],
+    ids=repr,
+)
+def test_a_url_answer_parses_by_hand_exactly_as_cattrs_would(payload: Any) -> None:
+    from conduit_async.routes import _parse_url, _url
+
+    def outcome(parse: Any) -> object:
+        try:
+            return parse(copy.deepcopy(payload), "GET /x")
+        except ResponseFormatError as exc:
+            return str(exc)
+
+    assert outcome(_url) == outcome(lambda data, endpoint: _parse_url(data, endpoint).url)
+
+
+@pytest.mark.parametrize(
     ("body", "content_type"),
     [
         (f"<html><body>Welcome, {ORG_TOKEN}</body></html>", "text/html"),
