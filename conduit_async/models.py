@@ -300,13 +300,13 @@ def unchecked(cls: type[T]) -> Callable[..., T]:
     names = [f.name for f in fields]
     twin = type(cls.__name__, (), {"__slots__": slots, "__module__": __name__})
     namespace: dict[str, Any] = {"_new": object.__new__, "_twin": twin, "_cls": cls}
-    namespace.update({f"_set_{n}": getattr(cls, n).__set__ for n in names})
     switched = "".join(f"    self.{n} = {n}\n" for n in names) + "    self.__class__ = _cls\n"
     exec(_maker(names, "_twin", switched), namespace)
     made: Callable[..., T] = namespace["make"]
     try:
         made(*[None] * len(names))
     except (TypeError, AttributeError):  # a layout that refuses the switch: slot by slot
+        namespace.update({f"_set_{n}": getattr(cls, n).__set__ for n in names})
         exec(_maker(names, "_cls", "".join(f"    _set_{n}(self, {n})\n" for n in names)), namespace)
         made = namespace["make"]
     return made
