@@ -52,6 +52,7 @@ from conduit_async import (
     CompanySpec,
     Conduit,
     ConduitError,
+    ConduitTimeoutError,
     ConfigurationError,
     NotFoundError,
     OutcomeUnknownError,
@@ -807,6 +808,23 @@ def stalling_client(fake: FakeConduit) -> Conduit:
     """Real time throughout: the client times out for real, and gives a lost attempt
     a real second to land before looking again."""
     return against(fake, timeout=TIMEOUT, retry=RetryPolicy(settle_delay=1.0, jitter=lambda: 0.0))
+
+
+@pytest.mark.parametrize("borrowed", [False, True], ids=["own session", "borrowed session"])
+async def test_the_clients_timeout_holds_on_its_own_session_and_on_a_borrowed_one(
+    fake: FakeConduit, borrowed: bool
+) -> None:
+    # The session the client makes carries its timeout; a borrowed one has aiohttp's
+    # default (5 minutes), so the client must pass its own with each request.
+    fake.faults.script(LIST_DASHBOARDS, [Fault.latency(30.0)])
+    async with aiohttp.ClientSession() as mine:
+        options: dict[str, Any] = {"session": mine} if borrowed else {}
+        retry = RetryPolicy(attempts=1)
+        async with against(fake, timeout=TIMEOUT, retry=retry, **options) as conduit:
+            started = time.monotonic()
+            with pytest.raises(ConduitTimeoutError):
+                await conduit.dashboards.list()
+            assert time.monotonic() - started < 5.0
 
 
 async def test_a_workspace_create_that_stalls_past_the_timeout_is_created_once(
