@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from . import allocator
 from .broker import run_broker
 from .bulk import LABELS, run_bulk
 from .contenders import PAIRS
@@ -425,6 +426,7 @@ def plan(argv: list[str] | None) -> tuple[Sizes, tuple[str, ...], Path]:
 def main(argv: list[str] | None = None) -> int:
     sizes, only, out = plan(argv)
     judged = sizes is FULL and only == BENCHMARKS
+    allocator.settle()  # before any server starts: they inherit it
     # SIGTERM stops the run like Ctrl-C does: the fake servers are stopped on the way out.
     signal.signal(signal.SIGTERM, _interrupt)
     report = Report()
