@@ -4,6 +4,7 @@ files are read right, and a quick run never replaces the committed full results.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import __main__ as bench_main  # noqa: E402
+from benchmarks import allocator  # noqa: E402
 from benchmarks.callgrind import function_costs, short_name  # noqa: E402
 from benchmarks.instructions import total_instructions  # noqa: E402
 from benchmarks.raw import create_one, raw_session  # noqa: E402
@@ -136,6 +138,20 @@ def test_only_a_full_run_of_everything_writes_the_committed_results(
     argv: list[str], expected: Path
 ) -> None:
     assert bench_main.plan(argv)[2] == expected
+
+
+def test_settling_the_allocator_fixes_the_thresholds_of_processes_started_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "12345")  # one the user set is kept
+    allocator.settle()
+    names = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+    show = f"import os; print(*(os.environ[name] for name in {names!r}))"
+    child = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, check=True)
+    # Above asyncio's 256 KiB read buffer, so no read is served by mmap.
+    assert child.stdout.split() == [str(1 << 20), "12345"]
+    assert int(child.stdout.split()[0]) > 256 * 1024
 
 
 def test_unknown_benchmark_names_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
