@@ -80,6 +80,8 @@ class _Counts:
     # Plain dicts: a `Counter` increment costs twice a dict's, on every request.
     requests: dict[tuple[str, int | str], int] = attrs.field(factory=dict)
     retries: dict[str, int] = attrs.field(factory=dict)
+    pauses: int = 0
+    paused_seconds: float = 0.0
 
     def request(self, endpoint: str, status: int | str) -> None:
         key = (endpoint, status)
@@ -87,9 +89,6 @@ class _Counts:
 
     def retry(self, cause: str) -> None:
         self.retries[cause] = self.retries.get(cause, 0) + 1
-
-    pauses: int = 0
-    paused_seconds: float = 0.0
 
 
 class _Send(Protocol):
@@ -647,7 +646,7 @@ async def _excerpt(resp: aiohttp.ClientResponse) -> bytes:
 def _plain(resp: aiohttp.ClientResponse) -> bool:
     """True if Content-Length is the size read: a compressed body (a 50 KB gzip can
     inflate to gigabytes) must be counted as it inflates, so it is streamed."""
-    return resp.headers.get("Content-Encoding", "identity").strip().lower() == "identity"
+    return resp.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() == "identity"
 
 
 def _error(
