@@ -158,6 +158,12 @@ def bench_overhead(info: ServerInfo, sizes: Sizes, report: Report) -> dict[str, 
                 r[name]["client_cpu_us_per_call"],
                 "µs",
             )
+            report.add(
+                f"call.c{c}.{name}.connections",
+                f"call c={c}: {who} idle connections after the calls",
+                r[name]["idle_connections"],
+                "",
+            )
         report.add(
             f"call.c{c}.overhead_p50",
             f"call c={c}: SDK overhead at p50",

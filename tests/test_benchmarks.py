@@ -17,11 +17,14 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import __main__ as bench_main  # noqa: E402
 from benchmarks import allocator  # noqa: E402
+from benchmarks.bulk import company_ids  # noqa: E402
 from benchmarks.callgrind import function_costs, short_name  # noqa: E402
 from benchmarks.instructions import total_instructions  # noqa: E402
+from benchmarks.overhead import CREATE_CONCURRENCY, idle_connections, prepared  # noqa: E402
 from benchmarks.raw import create_one, raw_session  # noqa: E402
 from benchmarks.scaleout import median_of_rounds  # noqa: E402
 from conduit_async import Conduit  # noqa: E402
+from conduit_async.testing import FakeConduit  # noqa: E402
 
 LINK_TOKEN = "link_secret_for_test"
 
@@ -75,6 +78,18 @@ async def test_raw_create_sends_what_the_sdk_sends() -> None:
     assert chosen(raw_headers) == chosen(sdk_headers)
     assert raw_headers["Authorization"] == f"Bearer {LINK_TOKEN}"
     assert raw_body == sdk_body
+
+
+async def test_the_overhead_benchmarks_pools_hold_the_same_connections(
+    conduit_fake: FakeConduit,
+) -> None:
+    # aiohttp rotates calls made one at a time over every idle connection: a pool of 32
+    # against a pool of one would charge the SDK for the difference.
+    ids = company_ids("POOL", 40)
+    async with prepared(conduit_fake, ids) as (_, pools, contenders):  # type: ignore[arg-type]
+        held = {name: idle_connections(http) for name, http in pools.items()}
+        assert await contenders["sdk"](ids[0]) == await contenders["aiohttp"](ids[0])
+    assert held == {"sdk": CREATE_CONCURRENCY, "aiohttp": CREATE_CONCURRENCY}
 
 
 def test_function_costs_reads_self_inclusive_names_and_trampolines(tmp_path: Path) -> None:
