@@ -145,6 +145,7 @@ class Conduit:
         self.tokens.bind(
             link_token=link_token, org_token=token, pause=self._session, request_timeout=timeout
         )
+        self._views_max = token_cache_size
         self._bind()
         if self._session.telemetry is not None:
             self._session.telemetry.count(
@@ -166,6 +167,9 @@ class Conduit:
         self.workspaces = Workspaces(self)
         self.dashboards = Dashboards(self, self._org_auth)
         self.companies = Companies(self)
+        # The views `company()` made, by id: a web app makes one per call, for the same
+        # tenants all day. Each client (a `with_options` one too) keeps its own.
+        self._views: dict[str, CompanyView] = {}
 
     def with_options(self, *, max_wait: float | None) -> Conduit:
         """This client with other call options, sharing its session and token cache.
@@ -201,8 +205,21 @@ class Conduit:
         return WorkspaceView(self, workspace_id, ext_id)
 
     def company(self, company_id: str) -> CompanyView:
-        """A view of one company whose calls use its own token, refreshed before it expires."""
-        return company_view(self, _validate.company_id(company_id))
+        """A view of one company whose calls use its own token, refreshed before it expires.
+
+        Views are immutable and kept (as many as the token cache holds), so the same id
+        gives the same view: `conduit.company(cid)` on every call costs a dict lookup.
+        """
+        views = self._views
+        try:
+            view = views.get(company_id)
+        except TypeError:  # unhashable: not an id, as the check below says
+            view = None
+        if view is None:
+            if len(views) >= self._views_max:
+                views.clear()  # rebuilding a view is cheap; forgetting them all is simple
+            view = views[company_id] = company_view(self, _validate.company_id(company_id))
+        return view
 
     @property
     def max_connections(self) -> int:

@@ -33,6 +33,7 @@ from conduit_async import (
     Dashboard,
     LinkPage,
     NotFoundError,
+    RateLimitError,
     ValidationError,
     Workspace,
 )
@@ -308,6 +309,44 @@ async def test_company_view_fetches_the_company_token_once(
         ("GET", LINK + "credentials/", COMPANY_1),
         ("GET", LINK + "credentials/", COMPANY_1),
     ]
+
+
+async def test_company_views_are_kept_per_client_and_bounded(vt: VirtualTime) -> None:
+    async with make_conduit(vt, token_cache_size=3) as conduit:
+        view = conduit.company("acme1")
+        assert conduit.company("acme1") is view  # a web app's view per call is a lookup
+        assert conduit.company("ACME1") is not view  # the id as given, case and all
+        # A client with other options keeps its own views, so its calls use its options.
+        hurried = conduit.with_options(max_wait=0.5)
+        assert hurried.company("acme1") is not view
+        assert hurried.company("acme1") is hurried.company("acme1")
+        for cid in ("other1", "other2"):
+            conduit.company(cid)  # the cache, full at three views, is emptied
+        assert conduit.company("acme1") is not view
+        assert conduit.company("acme1") == view  # a fresh view of the same company
+
+
+async def test_a_kept_company_view_keeps_its_clients_options(
+    vt: VirtualTime, http: Recorder
+) -> None:
+    http.get(LINK + "company/acme1/", payload=company_json())
+    http.get(LINK + "credentials/", status=429, headers={"Retry-After": "30"})
+    async with make_conduit(vt) as conduit:
+        await conduit.company("acme1").token()  # the plain client's view, kept
+        with pytest.raises(RateLimitError):
+            await conduit.with_options(max_wait=0.5).company("acme1").integrations()
+    assert vt.sleeps == []  # the hurried view did not wait out the pause
+
+
+@pytest.mark.parametrize("bad", [["acme1"], {"id": "acme1"}, None, 7, "", "acme 1"])
+def test_a_company_id_that_is_not_one_is_refused_whether_hashable_or_not(
+    conduit: Conduit, bad: Any
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        conduit.company(bad)
+    assert caught.value.argument == "company_id"
+    with pytest.raises(ValidationError):
+        conduit.company(bad)  # and again: nothing refused is kept
 
 
 @pytest.mark.parametrize("how", ["create", "get", "update"])
