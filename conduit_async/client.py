@@ -316,7 +316,7 @@ class Conduit:
         the configured tokens serve the others. `json` is the body (None: no
         body). `lookup` finds what a lost create made.
         """
-        url = self._bases[route.api] + (route.path.format(**path) if path else route.path)
+        url = self._bases[route.api] + (route.template % path if path else route.path)
         return self._session.request(
             route,
             url,

@@ -37,6 +37,7 @@ from conduit_async import (
     ValidationError,
     Workspace,
 )
+from conduit_async.routes import Route
 
 UTC = timezone.utc
 COMPANY_1 = "company-SECRET-1"
@@ -309,6 +310,16 @@ async def test_company_view_fetches_the_company_token_once(
         ("GET", LINK + "credentials/", COMPANY_1),
         ("GET", LINK + "credentials/", COMPANY_1),
     ]
+
+
+async def test_the_request_verb_fills_every_placeholder_of_a_route(
+    conduit: Conduit, http: Recorder
+) -> None:
+    route = Route("GET", "link", "a%2Fb/{cid}/x{n}/{cid}", "link_app", lambda data, _: data)
+    http.get(LINK + "a%2Fb/acme1/x7/acme1", payload={"ok": True})
+    reply = await conduit.request(route, cid="acme1", n=7)
+    assert reply.value == {"ok": True}
+    assert only(http).url == LINK + "a%2Fb/acme1/x7/acme1"  # a literal % left as it is
 
 
 async def test_company_views_are_kept_per_client_and_bounded(vt: VirtualTime) -> None:
