@@ -58,8 +58,10 @@ log = logging.getLogger("conduit_async")
 
 T = TypeVar("T")
 
-#: Looks for what a lost attempt of a create made: its reply, or None if there is none.
-Lookup = Callable[[], Awaitable["Reply[T] | None"]]
+#: Looks for what a lost attempt of a create made, given the body that attempt sent:
+#: its reply, or None if there is none. (Given the body, a resource's lookup can be one
+#: bound method, made once: a create allocates nothing for a lookup it rarely needs.)
+Lookup = Callable[[bytes | None], Awaitable["Reply[T] | None"]]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
@@ -450,7 +452,7 @@ class Session:
             if _maybe_applied(attempt):
                 unknown = True  # from now on, this request may already have been applied
             if isinstance(decision, Reconcile):
-                found = await self._reconcile(route, lookup, error, policy)
+                found = await self._reconcile(route, lookup, body, error, policy)
                 if found is not None:
                     return found
                 decision = decision.then
@@ -494,15 +496,20 @@ class Session:
             ) from None
 
     async def _reconcile(
-        self, route: Route[T], lookup: Lookup[T] | None, cause: ConduitError, policy: RetryPolicy
+        self,
+        route: Route[T],
+        lookup: Lookup[T] | None,
+        body: bytes | None,
+        cause: ConduitError,
+        policy: RetryPolicy,
     ) -> Reply[T] | None:
         """Look for what a lost attempt made; once more after it settled, if it may still land."""
         assert lookup is not None
         try:
-            found = await lookup()
+            found = await lookup(body)
             if found is None and route.settles:
                 await self._settle(policy)
-                found = await lookup()
+                found = await lookup(body)
         except ClientClosedError:
             raise
         except ConduitError as exc:

@@ -314,7 +314,7 @@ class Conduit:
         `path` fills the route's placeholders (already validated by the
         caller). `auth` is required for routes of a workspace or a company;
         the configured tokens serve the others. `json` is the body (None: no
-        body). `lookup` finds what a lost create made.
+        body). `lookup(sent)` finds what a lost create made, given the body it sent.
         """
         url = self._bases[route.api] + (route.template % path if path else route.path)
         return self._session.request(

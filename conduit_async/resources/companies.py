@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from datetime import date
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .. import _validate, routes
+from .. import _json, _validate, routes
 from ..errors import NotFoundError, ValidationError
 from ..models import Company, DataLakeFile, Integration, unchecked
 from ..provision._pool import COMPANY_CONCURRENCY, ROW_RETRIES
@@ -22,6 +21,7 @@ from ..routes import Reply
 from ..tokens import TokenBroker, TokenLease
 
 if TYPE_CHECKING:
+    from .._session import Lookup
     from ..client import Conduit
     from ..provision import CompanyResult, CompanyRow
     from ..provision._pool import Rows
@@ -34,6 +34,12 @@ class Companies:
     """The companies (sub-clients) of the Link APP."""
 
     _conduit: Conduit = attrs.field(repr=False)
+    #: `_created`, bound once: a create allocates nothing for the lookup it rarely needs.
+    _lookup: Lookup[Company] = attrs.field(init=False, repr=False, eq=False)
+
+    @_lookup.default
+    def _bind_lookup(self) -> Lookup[Company]:
+        return self._created
 
     async def create(
         self, company_id: str, *, name: str | None = None, page_enabled: bool | None = None
@@ -50,21 +56,20 @@ class Companies:
             body["name"] = _validate.name(name)
         if page_enabled is not None:
             body["page_enabled"] = _flag(page_enabled)
+        sending = self._conduit.request(routes.CREATE_COMPANY, json=body, lookup=self._lookup)
+        del body  # encoded: held over the round trip, it is one more object for the GC
+        return self._remember(await sending)
 
-        lookup = partial(self._created, company_id, name, page_enabled)
-        reply = await self._conduit.request(routes.CREATE_COMPANY, json=body, lookup=lookup)
-        return self._remember(reply)
-
-    async def _created(
-        self, company_id: str, name: str | None, page_enabled: bool | None
-    ) -> Reply[Company] | None:
-        """What a create whose response was lost made: the company, if it is the one asked
-        for (a partial of this, not a closure: `create` then allocates no cells)."""
+    async def _created(self, sent: bytes | None) -> Reply[Company] | None:
+        """What a create whose response was lost made: the company, if it is the one the
+        lost attempt's body asked for."""
+        asked = _json.loads(sent) if sent else {}
         try:
-            reply = await self._conduit.request(routes.GET_COMPANY, cid=company_id)
+            reply = await self._conduit.request(routes.GET_COMPANY, cid=asked["id"])
         except NotFoundError:
             return None
         found = reply.value
+        name, page_enabled = asked.get("name"), asked.get("page_enabled")
         same = (name is None or found.name == name) and (
             page_enabled is None or found.link_page.enabled == page_enabled
         )

@@ -71,7 +71,7 @@ class Workspaces:
                 "pass allow_duplicate_ext_id=True to create another",
             )
 
-        async def lookup() -> Reply[Workspace] | None:
+        async def lookup(_sent: bytes | None) -> Reply[Workspace] | None:
             reply = await self._conduit.request(routes.LIST_WORKSPACES)
             self._conduit.tokens.replace_workspaces(reply.value)
             new = [w for w in reply.value if w.ext_id == ext_id and w.id not in before]
