@@ -351,13 +351,13 @@ class Session:
             sent_at = self.clock() if route.issues_token else 0.0
             # One attempt, inline: a coroutine of its own would cost a frame per call and a
             # pass through it per suspension (measured: 2k to 5k instructions a call).
-            json = body is not None
-            known = self._headers[json]
+            has_body = body is not None
+            known = self._headers[has_body]
             request_headers = known.get(token)
             if request_headers is None:
                 if len(known) >= _HEADER_SETS:
                     known.clear()
-                request_headers = known[token] = _headers(token, json)
+                request_headers = known[token] = _headers(token, has_body)
             target = url
             hops = 0
             failure: TransportError | None = None
@@ -575,9 +575,9 @@ class Session:
 _HEADER_SETS = 1024
 
 
-def _headers(token: str, json: bool) -> dict[str, str]:
+def _headers(token: str, has_body: bool) -> dict[str, str]:
     headers: dict[str, str] = {hdrs.AUTHORIZATION: "Bearer " + token}
-    if json:
+    if has_body:  # always JSON
         headers[hdrs.CONTENT_TYPE] = "application/json"
     return headers
 

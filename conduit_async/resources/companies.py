@@ -63,7 +63,9 @@ class Companies:
     async def _created(self, sent: bytes | None) -> Reply[Company] | None:
         """What a create whose response was lost made: the company, if it is the one the
         lost attempt's body asked for."""
-        asked = _json.loads(sent) if sent else {}
+        if not sent:
+            return None  # (a create always sends its body)
+        asked = _json.loads(sent)
         try:
             reply = await self._conduit.request(routes.GET_COMPANY, cid=asked["id"])
         except NotFoundError:
