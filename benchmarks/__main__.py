@@ -227,7 +227,7 @@ def bench_instructions(info: ServerInfo, sizes: Sizes, report: Report) -> dict[s
             f"instructions, {pair.name}: SDK / raw",
             entry["ratio"],
             "x",
-            Target("<=", pair.target),
+            None if pair.target is None else Target("<=", pair.target),
         )
         for ref in pair.references:
             report.add(

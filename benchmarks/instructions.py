@@ -256,7 +256,7 @@ def run_instructions(
         }
         for ref in pair.references:
             entry[f"ratio_vs_{ref}"] = per_request[pair.sdk] / per_request[ref]
-        entry["met"] = entry["ratio"] <= pair.target
+        entry["met"] = None if pair.target is None else entry["ratio"] <= pair.target
         result["pairs"][pair.name] = entry
     return result
 

@@ -19,6 +19,7 @@ from benchmarks import __main__ as bench_main  # noqa: E402
 from benchmarks import allocator  # noqa: E402
 from benchmarks.bulk import company_ids  # noqa: E402
 from benchmarks.callgrind import function_costs, short_name  # noqa: E402
+from benchmarks.contenders import CONTENDERS, PAIRS  # noqa: E402
 from benchmarks.instructions import total_instructions  # noqa: E402
 from benchmarks.overhead import CREATE_CONCURRENCY, idle_connections, prepared  # noqa: E402
 from benchmarks.raw import create_one, raw_session  # noqa: E402
@@ -90,6 +91,12 @@ async def test_the_overhead_benchmarks_pools_hold_the_same_connections(
         held = {name: idle_connections(http) for name, http in pools.items()}
         assert await contenders["sdk"](ids[0]) == await contenders["aiohttp"](ids[0])
     assert held == {"sdk": CREATE_CONCURRENCY, "aiohttp": CREATE_CONCURRENCY}
+
+
+def test_every_pair_names_contenders_that_exist() -> None:
+    for pair in PAIRS:
+        assert {pair.sdk, pair.raw, *pair.references} <= CONTENDERS.keys(), pair
+        assert pair.target is None or pair.target >= 1.0, pair
 
 
 def test_function_costs_reads_self_inclusive_names_and_trampolines(tmp_path: Path) -> None:
