@@ -357,7 +357,7 @@ class Session:
             if request_headers is None:
                 if len(known) >= _HEADER_SETS:
                     known.clear()
-                request_headers = known[token] = _headers(token, has_body)
+                request_headers = known[token] = _auth_headers(token, has_body)
             target = url
             hops = 0
             failure: TransportError | None = None
@@ -575,7 +575,7 @@ class Session:
 _HEADER_SETS = 1024
 
 
-def _headers(token: str, has_body: bool) -> dict[str, str]:
+def _auth_headers(token: str, has_body: bool) -> dict[str, str]:
     headers: dict[str, str] = {hdrs.AUTHORIZATION: "Bearer " + token}
     if has_body:  # always JSON
         headers[hdrs.CONTENT_TYPE] = "application/json"

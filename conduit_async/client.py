@@ -29,7 +29,7 @@ from ._session import Lookup, Session
 from ._telemetry import telemetry as telemetry_for
 from .errors import ConfigurationError, ValidationError
 from .models import Workspace
-from .resources.companies import Companies, CompanyView, company_view
+from .resources.companies import Companies, CompanyView
 from .resources.dashboards import Dashboards
 from .resources.workspaces import Workspaces, WorkspaceView
 from .routes import Reply, Route
@@ -218,7 +218,7 @@ class Conduit:
         if view is None:
             if len(views) >= self._views_max:
                 views.clear()  # rebuilding a view is cheap; forgetting them all is simple
-            view = views[company_id] = company_view(self, _validate.company_id(company_id))
+            view = views[company_id] = CompanyView(self, _validate.company_id(company_id))
         return view
 
     @property

@@ -15,7 +15,7 @@ import attrs
 
 from .. import _json, _validate, routes
 from ..errors import NotFoundError, ValidationError
-from ..models import Company, DataLakeFile, Integration, unchecked
+from ..models import Company, DataLakeFile, Integration
 from ..provision._pool import COMPANY_CONCURRENCY, ROW_RETRIES
 from ..routes import Reply
 from ..tokens import TokenBroker, TokenLease
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..provision import CompanyResult, CompanyRow
     from ..provision._pool import Rows
 
-__all__ = ["Companies", "CompanyAuth", "CompanyView", "company_view"]
+__all__ = ["Companies", "CompanyAuth", "CompanyView"]
 
 
 @attrs.frozen
@@ -258,17 +258,6 @@ class CompanyView:
             params["account"] = _validate.path_segment(account, "account")
         reply = await self._conduit.request(routes.DATA_LAKE, auth=self._auth, params=params)
         return reply.value
-
-
-_view = unchecked(CompanyView)
-_auth = unchecked(CompanyAuth)
-
-
-def company_view(conduit: Conduit, company_id: str) -> CompanyView:
-    """`CompanyView(conduit, company_id)` for an id already checked, without attrs' frozen
-    `__init__` (for the view or its auth): a web app builds one per call, as in
-    `await conduit.company(cid).connect_url(7)`, so it costs a quarter as much."""
-    return _view(conduit, company_id, _auth(conduit.tokens, company_id))
 
 
 def _flag(value: object) -> bool:
