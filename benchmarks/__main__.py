@@ -122,6 +122,29 @@ def bench_bulk(info: ServerInfo, sizes: Sizes, report: Report) -> dict[str, Any]
         result["sdk_vs_httpx_default"],
         "x",
     )
+    # What the client spent per company, and how much of it the kernel took (see
+    # `benchmarks.bulk`): a gap in throughput is read against these.
+    contenders = result["contenders"]
+    sdk_run, raw_run = contenders["sdk"], contenders["aiohttp"]
+    report.add(
+        "bulk.cpu_vs_aiohttp",
+        "bulk create: client CPU per company, SDK / raw aiohttp",
+        sdk_run["median_cpu_us_per_company"] / raw_run["median_cpu_us_per_company"],
+        "x",
+    )
+    for name in ("sdk", "aiohttp"):
+        report.add(
+            f"bulk.system_us.{name}",
+            f"bulk create: {LABELS[name]}, client system CPU per company",
+            contenders[name]["median_system_us_per_company"],
+            "µs",
+        )
+        report.add(
+            f"bulk.faults.{name}",
+            f"bulk create: {LABELS[name]}, page faults per company",
+            contenders[name]["median_faults_per_company"],
+            "faults",
+        )
     conns = result["httpx_connections"]
     for kind in ("sized", "default"):
         report.add(

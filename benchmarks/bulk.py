@@ -7,10 +7,15 @@ taken against the lean aiohttp loop; the task-per-row loop and httpx (with limit
 to the concurrency, and with its defaults) are references. httpx costs several times
 more CPU per request, so its contenders create fewer companies per round. Every run
 uses its own company ids, so nothing collides with an earlier run.
+
+Client CPU is also split into user and system time, with the minor page faults
+taken: they show whether the kernel, rather than the client's own work, opened a
+gap (`benchmarks.allocator` removes the one such cause found so far).
 """
 
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
@@ -111,6 +116,9 @@ class BulkRun:
     seconds: float
     cpu_seconds: float
     server_cpu_seconds: float | None
+    user_seconds: float
+    system_seconds: float
+    page_faults: int
 
     @property
     def per_second(self) -> float:
@@ -120,11 +128,21 @@ class BulkRun:
     def cpu_us_per_company(self) -> float:
         return self.cpu_seconds / self.companies * 1e6
 
+    @property
+    def system_us_per_company(self) -> float:
+        return self.system_seconds / self.companies * 1e6
+
+    @property
+    def faults_per_company(self) -> float:
+        return self.page_faults / self.companies
+
     def as_dict(self) -> dict[str, Any]:
         return {
             **attrs.asdict(self),
             "per_second": self.per_second,
             "cpu_us_per_company": self.cpu_us_per_company,
+            "system_us_per_company": self.system_us_per_company,
+            "faults_per_company": self.faults_per_company,
         }
 
 
@@ -132,12 +150,25 @@ async def timed(
     creator: Creator, info: ServerInfo, name: str, round_no: int, ids: list[str], conc: int
 ) -> BulkRun:
     server = info.cpu_seconds()
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # microseconds, where os.times() has ticks
     wall, cpu = time.perf_counter(), time.process_time()
     failed = await creator(info, ids, conc)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    usage_after = resource.getrusage(resource.RUSAGE_SELF)
     server_after = info.cpu_seconds()
     server_cpu = None if server is None or server_after is None else server_after - server
-    return BulkRun(name, round_no, len(ids), failed, wall, cpu, server_cpu)
+    return BulkRun(
+        name,
+        round_no,
+        len(ids),
+        failed,
+        wall,
+        cpu,
+        server_cpu,
+        user_seconds=usage_after.ru_utime - usage.ru_utime,
+        system_seconds=usage_after.ru_stime - usage.ru_stime,
+        page_faults=usage_after.ru_minflt - usage.ru_minflt,
+    )
 
 
 async def run_bulk(
@@ -174,8 +205,9 @@ async def run_bulk(
             )
             log(
                 f"  bulk round {round_no} {name:13} {run.per_second:8.0f} companies/s "
-                f"({run.cpu_us_per_company:.0f} µs client CPU each{server_busy}, "
-                f"{run.failed} failed)"
+                f"({run.cpu_us_per_company:.0f} µs client CPU each, "
+                f"{run.system_us_per_company:.0f} of it system, "
+                f"{run.faults_per_company:.2f} page faults{server_busy}, {run.failed} failed)"
             )
     summary: dict[str, Any] = {}
     for name in contenders:
@@ -183,6 +215,8 @@ async def run_bulk(
         summary[name] = {
             "median_per_second": median([r.per_second for r in mine]),
             "median_cpu_us_per_company": median([r.cpu_us_per_company for r in mine]),
+            "median_system_us_per_company": median([r.system_us_per_company for r in mine]),
+            "median_faults_per_company": median([r.faults_per_company for r in mine]),
             "failed": sum(r.failed for r in mine),
         }
     connections: dict[str, Any] = {"requests": slow_companies, "concurrency": concurrency}

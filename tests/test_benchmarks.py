@@ -4,6 +4,8 @@ files are read right, and a quick run never replaces the committed full results.
 from __future__ import annotations
 
 import json
+import mmap
+import os
 import subprocess
 import sys
 import time
@@ -17,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import __main__ as bench_main  # noqa: E402
 from benchmarks import allocator  # noqa: E402
-from benchmarks.bulk import company_ids  # noqa: E402
+from benchmarks.bulk import company_ids, timed  # noqa: E402
 from benchmarks.callgrind import function_costs, short_name  # noqa: E402
 from benchmarks.contenders import CONTENDERS, PAIRS  # noqa: E402
 from benchmarks.instructions import total_instructions  # noqa: E402
@@ -25,7 +27,7 @@ from benchmarks.overhead import CREATE_CONCURRENCY, idle_connections, prepared  
 from benchmarks.raw import create_one, raw_session  # noqa: E402
 from benchmarks.scaleout import median_of_rounds  # noqa: E402
 from conduit_async import Conduit  # noqa: E402
-from conduit_async.testing import FakeConduit  # noqa: E402
+from conduit_async.testing import FakeConduit, FakeServerInfo  # noqa: E402
 
 LINK_TOKEN = "link_secret_for_test"
 
@@ -91,6 +93,28 @@ async def test_the_overhead_benchmarks_pools_hold_the_same_connections(
         held = {name: idle_connections(http) for name, http in pools.items()}
         assert await contenders["sdk"](ids[0]) == await contenders["aiohttp"](ids[0])
     assert held == {"sdk": CREATE_CONCURRENCY, "aiohttp": CREATE_CONCURRENCY}
+
+
+async def test_a_bulk_run_counts_the_page_faults_and_the_cpu_of_its_contender() -> None:
+    pages = 1024
+
+    async def touching(info: FakeServerInfo, ids: list[str], concurrency: int) -> int:
+        # Fresh anonymous pages: the first write to each is a page fault.
+        with mmap.mmap(-1, pages * mmap.PAGESIZE) as memory:
+            for page in range(pages):
+                memory[page * mmap.PAGESIZE] = 1
+        end = time.process_time() + 0.02
+        while time.process_time() < end:
+            pass
+        return 1
+
+    info = FakeServerInfo("http://x/", "http://x/v2/", "http://x/link/", "o", "l", 600, os.getpid())
+    run = await timed(touching, info, "touching", 1, ["a", "b"], 1)
+    assert run.page_faults >= pages
+    assert run.faults_per_company >= pages / 2
+    assert run.user_seconds + run.system_seconds >= 0.02
+    assert run.failed == 1
+    assert {"system_us_per_company", "faults_per_company", "user_seconds"} <= run.as_dict().keys()
 
 
 def test_every_pair_names_contenders_that_exist() -> None:
